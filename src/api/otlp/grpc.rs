@@ -1,0 +1,84 @@
+//! OTLP/gRPC: the `opentelemetry.proto.collector.trace.v1.TraceService`
+//! served by tonic on its own port, sharing the HTTP route's ingestion path.
+
+use axum::http::StatusCode;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tokio::net::TcpListener;
+
+use super::store_request;
+use crate::api::error::ApiError;
+use crate::app::AppState;
+
+struct Service {
+    app: AppState,
+}
+
+fn status(e: ApiError) -> tonic::Status {
+    let msg = e.message;
+    match e.status {
+        StatusCode::BAD_REQUEST => tonic::Status::invalid_argument(msg),
+        StatusCode::NOT_FOUND => tonic::Status::not_found(msg),
+        StatusCode::PAYLOAD_TOO_LARGE => tonic::Status::resource_exhausted(msg),
+        StatusCode::UNAUTHORIZED => tonic::Status::unauthenticated(msg),
+        // UNAVAILABLE is the code OTLP exporters retry with backoff.
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+            tonic::Status::unavailable(msg)
+        }
+        _ => tonic::Status::internal(msg),
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Service {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let md = request.metadata();
+        if !self.app.auth.check_grpc(md) {
+            return Err(tonic::Status::unauthenticated(
+                "missing or wrong credentials (send authorization: Bearer <token>)",
+            ));
+        }
+        let experiment_id = match md.get("x-mlflow-experiment-id").map(|v| v.to_str()) {
+            None => 0,
+            Some(Ok(s)) if s.trim().is_empty() => 0,
+            Some(Ok(s)) => s
+                .trim()
+                .parse()
+                .map_err(|_| tonic::Status::not_found(format!("No Experiment with id={s} exists")))?,
+            Some(Err(_)) => return Err(tonic::Status::invalid_argument("bad x-mlflow-experiment-id")),
+        };
+        let req = request.into_inner();
+        store_request(&self.app, experiment_id, req)
+            .await
+            .map(tonic::Response::new)
+            .map_err(|e| {
+                self.app.metrics.record_reject(&e);
+                status(e)
+            })
+    }
+}
+
+/// Serves OTLP/gRPC on `listener` until `shutdown` resolves.
+pub async fn serve(
+    app: AppState,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let limit = app.config.max_body_bytes;
+    let svc = TraceServiceServer::new(Service { app })
+        .max_decoding_message_size(limit)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tonic::transport::Server::builder()
+        .add_service(svc)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Command-line interface: argument parsing only. Validation lives in
+//! `Config::validate`; execution in `app` and the command modules.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, FileConfig, Limits, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(name = "tracebox", version, about = "Self-hosted observability for LLM and agent applications, compatible with MLflow Tracing and OpenTelemetry")]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "TRACEBOX_LOG_FORMAT")]
+    pub log_format: LogFormatArg,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(a: LogFormatArg) -> Self {
+        match a {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (MLflow API, OTLP, web UI).
+    Serve(ServeArgs),
+}
+
+/// Options shared by every command that opens a data directory.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Data directory (database, full-text index, tracebox.toml).
+    #[arg(long, default_value = "./tracebox-data", env = "TRACEBOX_DATA")]
+    pub data: PathBuf,
+    /// Configuration file (default: tracebox.toml in the data directory).
+    #[arg(long, env = "TRACEBOX_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl DataArgs {
+    pub fn file_config(&self) -> anyhow::Result<FileConfig> {
+        match &self.config {
+            Some(p) => FileConfig::load(p, true),
+            None => FileConfig::load(&self.data.join("tracebox.toml"), false),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Address to bind. Anything but loopback requires --auth-token.
+    #[arg(long, default_value = "127.0.0.1", env = "TRACEBOX_HOST")]
+    pub host: IpAddr,
+    /// HTTP port (MLflow API, OTLP/HTTP, UI); 0 picks a free port.
+    #[arg(long, default_value_t = 5000, env = "TRACEBOX_PORT")]
+    pub port: u16,
+    /// OTLP/gRPC port; 0 disables gRPC.
+    #[arg(long, default_value_t = 4317, env = "TRACEBOX_OTLP_GRPC_PORT")]
+    pub otlp_grpc_port: u16,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024, env = "TRACEBOX_MAX_BODY_BYTES")]
+    pub max_body_bytes: usize,
+    /// Most spans accepted in one request.
+    #[arg(long, default_value_t = 100_000, env = "TRACEBOX_MAX_SPANS_PER_REQUEST")]
+    pub max_spans_per_request: usize,
+    /// Token required as `Authorization: Bearer` (or basic-auth password).
+    #[arg(long, env = "TRACEBOX_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Allow a non-loopback bind without authentication.
+    #[arg(long, env = "TRACEBOX_INSECURE_PUBLIC")]
+    pub insecure_public: bool,
+    /// fsync every commit (survives power loss, not only crashes).
+    #[arg(long, env = "TRACEBOX_SYNC_FULL")]
+    pub sync_full: bool,
+    /// Delete traces older than this many days (0 keeps them forever).
+    #[arg(long, default_value_t = 90, env = "TRACEBOX_RETENTION_DAYS")]
+    pub retention_days: u32,
+    /// Keep the data directory under this size, deleting the oldest traces
+    /// first (e.g. 20G, 500M; "off" disables).
+    #[arg(long, default_value = "50G", env = "TRACEBOX_MAX_DISK")]
+    pub max_disk: String,
+    /// Also send every accepted span to this OTLP/HTTP endpoint.
+    #[arg(long, env = "TRACEBOX_FORWARD_OTLP")]
+    pub forward_otlp: Option<String>,
+}
+
+/// Parses sizes such as `50G`, `500M`, `1024`; `off` means no limit.
+pub fn parse_size(s: &str) -> anyhow::Result<Option<u64>> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("off") || t == "0" {
+        return Ok(None);
+    }
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        Some('T') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid size '{s}': use e.g. 500M, 20G or off"))?;
+    Ok(Some((n * mult as f64) as u64))
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        let file = self.data.file_config()?;
+        Ok(Config {
+            data_dir: self.data.data,
+            host: self.host,
+            port: self.port,
+            otlp_grpc_port: (self.otlp_grpc_port != 0).then_some(self.otlp_grpc_port),
+            max_body_bytes: self.max_body_bytes,
+            limits: Limits {
+                max_spans_per_request: self.max_spans_per_request,
+                ..Limits::default()
+            },
+            auth_token: self.auth_token.filter(|t| !t.is_empty()),
+            insecure_public: self.insecure_public,
+            sync_full: self.sync_full,
+            file,
+            retention_days: self.retention_days,
+            max_disk_bytes: parse_size(&self.max_disk)?,
+            forward_otlp: self.forward_otlp,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("50G").unwrap(), Some(50 << 30));
+        assert_eq!(parse_size("1.5k").unwrap(), Some(1536));
+        assert_eq!(parse_size("off").unwrap(), None);
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,88 @@
+//! tracebox: a self-hosted observability server for LLM and agent
+//! applications, speaking MLflow's tracing API and OpenTelemetry.
+//!
+//! See ARCHITECTURE.md for the map. Data flows one way:
+//! ingest (api) → store (one transaction, then 200) → index / judge queue → UI and API reads.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod logging;
+pub mod metrics;
+pub mod query;
+pub mod store;
+pub mod web;
+
+use std::time::Instant;
+
+use cli::{Cli, Command};
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args.into_config()?),
+    }
+}
+
+fn serve(config: config::Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let http = tokio::net::TcpListener::bind((config.host, config.port))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot bind {}:{}: {e}", config.host, config.port))?;
+        let grpc = match config.otlp_grpc_port {
+            Some(p) => Some(
+                tokio::net::TcpListener::bind((config.host, p))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot bind OTLP/gRPC port {p}: {e} (use --otlp-grpc-port 0 to disable)"))?,
+            ),
+            None => None,
+        };
+        let addr = http.local_addr()?;
+        let grpc_addr = grpc.as_ref().map(|l| l.local_addr()).transpose()?;
+        let app = app::App::start(config)?;
+        let host = match addr.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        // Tests and scripts read this line to learn the port.
+        println!("tracebox listening on http://{host}:{}", addr.port());
+        if let Some(g) = grpc_addr {
+            println!("tracebox OTLP/gRPC on {g}");
+        }
+        tracing::info!(
+            %addr,
+            startup_ms = started.elapsed().as_millis() as u64,
+            "ready"
+        );
+        app.serve(http, grpc, shutdown_signal()).await
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

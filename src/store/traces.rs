@@ -1,0 +1,677 @@
+//! Traces and spans: ingestion (spans and trace info may arrive in either
+//! order and are merged by trace id), reads, tags and deletion.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use super::rows::{
+    self, SPAN_COLUMNS, TRACE_COLUMNS, events_to_json, span_from_row, trace_info_from_row,
+};
+use super::{Result, Store, StoreError};
+use crate::domain::semconv::TraceHints;
+use crate::domain::{
+    OtelTraceId, Span, SpanBatch, SpanStatusCode, TokenUsage, TraceId, TraceInfo, TraceState, metadata_keys,
+    now_ms, tag_keys,
+};
+
+/// MLflow truncates request/response previews to this many characters.
+pub const PREVIEW_MAX_CHARS: usize = 1000;
+
+/// What an ingestion job did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub traces: usize,
+    pub spans_inserted: usize,
+    /// Spans already stored (a retried upload); ignored, not an error.
+    pub spans_duplicate: usize,
+    /// Internal ids of traces whose root span arrived in this job.
+    pub completed_traces: Vec<i64>,
+}
+
+/// Trace info sent by a client (MLflow StartTraceV3).
+#[derive(Debug, Clone)]
+pub struct TraceUpsert {
+    pub info: TraceInfo,
+}
+
+/// A trace with its spans, root first then by start time.
+#[derive(Debug, Clone)]
+pub struct TraceDetail {
+    pub info: TraceInfo,
+    pub spans: Vec<Span>,
+}
+
+/// Which traces `delete_traces` removes.
+#[derive(Debug, Clone)]
+pub enum DeleteTraces {
+    Ids(Vec<String>),
+    OlderThan {
+        max_timestamp_ms: i64,
+        max_traces: Option<i64>,
+    },
+}
+
+fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// Preview text for a JSON value: strings as they are, anything else as JSON.
+pub fn preview(v: &Value) -> String {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    truncate_chars(&s, PREVIEW_MAX_CHARS)
+}
+
+fn experiment_exists(conn: &Connection, id: i64) -> Result<()> {
+    let found: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM experiments WHERE experiment_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound(format!(
+            "Could not find experiment with ID {id}"
+        ))),
+    }
+}
+
+struct TraceRow {
+    id: i64,
+    info_finalized: bool,
+    tokens_from_info: bool,
+}
+
+fn find_trace_row(conn: &Connection, trace_id: &str) -> Result<Option<TraceRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, info_finalized, tokens_from_info FROM traces WHERE trace_id = ?1",
+    )?;
+    Ok(stmt
+        .query_row([trace_id], |r| {
+            Ok(TraceRow {
+                id: r.get(0)?,
+                info_finalized: r.get(1)?,
+                tokens_from_info: r.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Internal row id of a trace, or NotFound in MLflow's words.
+pub fn trace_rowid(conn: &Connection, trace_id: &str) -> Result<i64> {
+    find_trace_row(conn, trace_id)?
+        .map(|t| t.id)
+        .ok_or_else(|| not_found(trace_id))
+}
+
+pub(super) fn not_found(trace_id: &str) -> StoreError {
+    StoreError::NotFound(format!("Trace with ID '{trace_id}' not found."))
+}
+
+fn set_tag_row(conn: &Connection, trace: i64, key: &str, value: &str) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO trace_tags (trace, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (trace, key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![trace, key, value])?;
+    Ok(())
+}
+
+/// Stores spans, creating provisional traces for ids not seen before.
+pub fn ingest_spans(conn: &Connection, experiment_id: i64, batch: SpanBatch) -> Result<IngestOutcome> {
+    experiment_exists(conn, experiment_id)?;
+    let SpanBatch { spans, mut hints } = batch;
+    let now = now_ms();
+    let mut by_trace: HashMap<OtelTraceId, Vec<Span>> = HashMap::new();
+    let mut order = Vec::new();
+    for s in spans {
+        let e = by_trace.entry(s.trace_id).or_default();
+        if e.is_empty() {
+            order.push(s.trace_id);
+        }
+        e.push(s);
+    }
+    let mut out = IngestOutcome::default();
+    for otel_id in order {
+        let spans = by_trace.remove(&otel_id).unwrap_or_default();
+        let h = hints.remove(&otel_id).unwrap_or_default();
+        ingest_trace_spans(conn, experiment_id, otel_id, spans, h, now, &mut out)?;
+        out.traces += 1;
+    }
+    Ok(out)
+}
+
+fn ingest_trace_spans(
+    conn: &Connection,
+    experiment_id: i64,
+    otel_id: OtelTraceId,
+    spans: Vec<Span>,
+    hints: TraceHints,
+    now: i64,
+    out: &mut IngestOutcome,
+) -> Result<()> {
+    let trace_id = TraceId::from_otel(otel_id).into_string();
+    let row = match find_trace_row(conn, &trace_id)? {
+        Some(r) => r,
+        None => {
+            let start_ms = spans.iter().map(|s| s.start_ns).min().unwrap_or(0) / 1_000_000;
+            conn.prepare_cached(
+                "INSERT INTO traces (trace_id, experiment_id, request_time, state, last_update)
+                 VALUES (?1, ?2, ?3, 'IN_PROGRESS', ?4)",
+            )?
+            .execute(params![trace_id, experiment_id, start_ms, now])?;
+            TraceRow {
+                id: conn.last_insert_rowid(),
+                info_finalized: false,
+                tokens_from_info: false,
+            }
+        }
+    };
+    let mut inserted = 0i64;
+    let mut any_tokens = false;
+    let mut root: Option<&Span> = None;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO spans (trace, span_id, parent_span_id, name, span_type, kind, status_code,
+             status_message, start_ns, end_ns, inputs, outputs, attributes, events, model,
+             input_tokens, output_tokens, total_tokens)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+         ON CONFLICT (trace, span_id) DO NOTHING",
+    )?;
+    for s in &spans {
+        let n = insert.execute(params![
+            row.id,
+            &s.span_id.0[..],
+            s.parent_span_id.as_ref().map(|p| p.0.to_vec()),
+            s.name,
+            s.span_type,
+            s.kind,
+            s.status.as_i64(),
+            (!s.status_message.is_empty()).then_some(&s.status_message),
+            s.start_ns,
+            s.end_ns,
+            s.inputs.as_ref().map(Value::to_string),
+            s.outputs.as_ref().map(Value::to_string),
+            Value::Object(s.attributes.clone()).to_string(),
+            events_to_json(&s.events),
+            s.model,
+            s.tokens.input,
+            s.tokens.output,
+            s.tokens.total,
+        ])?;
+        if n == 0 {
+            out.spans_duplicate += 1;
+            continue;
+        }
+        inserted += 1;
+        any_tokens |= !s.tokens.is_empty();
+        if s.is_root() {
+            root = Some(s);
+        }
+    }
+    drop(insert);
+    out.spans_inserted += inserted as usize;
+    if inserted == 0 {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "UPDATE traces SET span_count = span_count + ?2,
+             request_time = CASE WHEN has_root = 0 AND ?3 < request_time THEN ?3 ELSE request_time END,
+             last_update = ?4
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        row.id,
+        inserted,
+        spans.iter().map(|s| s.start_ns).min().unwrap_or(0) / 1_000_000,
+        now
+    ])?;
+    if any_tokens && !row.tokens_from_info {
+        recompute_tokens(conn, row.id)?;
+    }
+    if !hints.is_empty() {
+        apply_hints(conn, row.id, &hints)?;
+    }
+    conn.prepare_cached(
+        "INSERT INTO trace_tags (trace, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![row.id, tag_keys::SPANS_LOCATION, tag_keys::TRACKING_STORE])?;
+    if let Some(root) = root {
+        apply_root(conn, &row, root)?;
+        out.completed_traces.push(row.id);
+    }
+    Ok(())
+}
+
+/// Trace-level token usage: the sum over spans that report usage, skipping
+/// a span when one of its ancestors reports usage too (a wrapper's figure
+/// already includes its children's), as MLflow aggregates it.
+fn recompute_tokens(conn: &Connection, trace: i64) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT span_id, parent_span_id, input_tokens, output_tokens, total_tokens
+         FROM spans WHERE trace = ?1",
+    )?;
+    type Row = (Vec<u8>, Option<Vec<u8>>, TokenUsage);
+    let rows: Vec<Row> = stmt
+        .query_map([trace], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                TokenUsage {
+                    input: r.get(2)?,
+                    output: r.get(3)?,
+                    total: r.get(4)?,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let by_id: HashMap<&[u8], (Option<&[u8]>, bool)> = rows
+        .iter()
+        .map(|(id, parent, t)| (id.as_slice(), (parent.as_deref(), !t.is_empty())))
+        .collect();
+    fn has_reporting_ancestor<'a>(
+        by_id: &HashMap<&'a [u8], (Option<&'a [u8]>, bool)>,
+        mut parent: Option<&'a [u8]>,
+    ) -> bool {
+        let mut hops = 0;
+        while let Some(p) = parent {
+            let Some((pp, reports)) = by_id.get(p) else { break };
+            if *reports {
+                return true;
+            }
+            parent = *pp;
+            hops += 1;
+            if hops > by_id.len() {
+                break; // a cycle in bad data
+            }
+        }
+        false
+    }
+    let mut sum = TokenUsage::default();
+    for (_, parent, t) in &rows {
+        if t.is_empty() || has_reporting_ancestor(&by_id, parent.as_deref()) {
+            continue;
+        }
+        for (acc, v) in [
+            (&mut sum.input, t.input),
+            (&mut sum.output, t.output),
+            (&mut sum.total, t.total_or_sum()),
+        ] {
+            if let Some(v) = v {
+                *acc = Some(acc.unwrap_or(0) + v);
+            }
+        }
+    }
+    conn.prepare_cached(
+        "UPDATE traces SET input_tokens = ?2, output_tokens = ?3, total_tokens = ?4 WHERE id = ?1",
+    )?
+    .execute(params![trace, sum.input, sum.output, sum.total])?;
+    Ok(())
+}
+
+/// Tags and metadata found on spans fill in what the trace does not have.
+fn apply_hints(conn: &Connection, trace: i64, hints: &TraceHints) -> Result<()> {
+    let mut tag = conn.prepare_cached(
+        "INSERT INTO trace_tags (trace, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )?;
+    for (k, v) in &hints.tags {
+        tag.execute(params![trace, k, v])?;
+    }
+    let mut md = conn.prepare_cached(
+        "INSERT INTO trace_metadata (trace, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )?;
+    for (k, v) in &hints.metadata {
+        md.execute(params![trace, k, v])?;
+    }
+    refresh_session_user(conn, trace)
+}
+
+/// The root span fixes the trace's name, start, duration and (unless the
+/// client already sent trace info) its state and previews.
+fn apply_root(conn: &Connection, row: &TraceRow, root: &Span) -> Result<()> {
+    let start_ms = root.start_ns / 1_000_000;
+    let exec_ms = root.duration_ms();
+    let state = match root.status {
+        SpanStatusCode::Error => TraceState::Error,
+        _ if root.end_ns.is_some() => TraceState::Ok,
+        _ => TraceState::InProgress,
+    };
+    let req = root.inputs.as_ref().map(preview);
+    let resp = root.outputs.as_ref().map(preview);
+    conn.prepare_cached(
+        "UPDATE traces SET has_root = 1,
+             name = coalesce(name, ?2),
+             request_time = CASE WHEN info_finalized = 1 THEN request_time ELSE ?3 END,
+             execution_time = CASE WHEN info_finalized = 1 AND execution_time IS NOT NULL
+                                   THEN execution_time ELSE ?4 END,
+             state = CASE WHEN info_finalized = 1 THEN state ELSE ?5 END,
+             request_preview = coalesce(request_preview, ?6),
+             response_preview = coalesce(response_preview, ?7)
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        row.id,
+        root.name,
+        start_ms,
+        exec_ms,
+        state.as_str(),
+        req,
+        resp
+    ])?;
+    if !row.info_finalized {
+        conn.prepare_cached(
+            "INSERT INTO trace_tags (trace, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![row.id, tag_keys::TRACE_NAME, root.name])?;
+    }
+    Ok(())
+}
+
+/// Parses MLflow's `mlflow.trace.tokenUsage` metadata value.
+pub fn token_usage_from_metadata(md: &BTreeMap<String, String>) -> Option<TokenUsage> {
+    let v: Value = serde_json::from_str(md.get(metadata_keys::TOKEN_USAGE)?).ok()?;
+    let t = TokenUsage {
+        input: v["input_tokens"].as_i64(),
+        output: v["output_tokens"].as_i64(),
+        total: v["total_tokens"].as_i64(),
+    };
+    (!t.is_empty()).then_some(t)
+}
+
+/// Creates or completes a trace from client-sent info (StartTraceV3); spans
+/// that arrived first keep their row, which this fills in.
+pub fn upsert_trace_info(conn: &Connection, up: TraceUpsert) -> Result<TraceInfo> {
+    let info = up.info;
+    experiment_exists(conn, info.experiment_id)?;
+    let now = now_ms();
+    let tokens = token_usage_from_metadata(&info.metadata);
+    let name = info.name().map(str::to_string);
+    let id = match find_trace_row(conn, &info.trace_id)? {
+        Some(r) => {
+            conn.prepare_cached(
+                "UPDATE traces SET experiment_id = ?2, client_request_id = ?3, request_time = ?4,
+                     execution_time = coalesce(?5, execution_time), state = ?6,
+                     request_preview = coalesce(?7, request_preview),
+                     response_preview = coalesce(?8, response_preview),
+                     name = coalesce(?9, name), info_finalized = 1, last_update = ?10
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                r.id,
+                info.experiment_id,
+                info.client_request_id,
+                info.request_time_ms,
+                info.execution_time_ms,
+                info.state.as_str(),
+                info.request_preview,
+                info.response_preview,
+                name,
+                now
+            ])?;
+            r.id
+        }
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO traces (trace_id, experiment_id, client_request_id, request_time,
+                     execution_time, state, request_preview, response_preview, name,
+                     info_finalized, last_update)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10)",
+            )?
+            .execute(params![
+                info.trace_id,
+                info.experiment_id,
+                info.client_request_id,
+                info.request_time_ms,
+                info.execution_time_ms,
+                info.state.as_str(),
+                info.request_preview,
+                info.response_preview,
+                name,
+                now
+            ])?;
+            conn.last_insert_rowid()
+        }
+    };
+    if let Some(t) = tokens {
+        conn.prepare_cached(
+            "UPDATE traces SET input_tokens = ?2, output_tokens = ?3, total_tokens = ?4,
+                 tokens_from_info = 1 WHERE id = ?1",
+        )?
+        .execute(params![id, t.input, t.output, t.total_or_sum()])?;
+    }
+    {
+        let mut md = conn.prepare_cached(
+            "INSERT INTO trace_metadata (trace, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (trace, key) DO UPDATE SET value = excluded.value",
+        )?;
+        for (k, v) in &info.metadata {
+            md.execute(params![id, k, v])?;
+        }
+        md.execute(params![id, metadata_keys::INFO_FINALIZED, "true"])?;
+    }
+    for (k, v) in &info.tags {
+        set_tag_row(conn, id, k, v)?;
+    }
+    let artifact = format!(
+        "mlflow-artifacts:/{}/traces/{}/artifacts",
+        info.experiment_id, info.trace_id
+    );
+    set_tag_row(conn, id, tag_keys::ARTIFACT_LOCATION, &artifact)?;
+    // tracebox stores every span itself, whichever route it arrives by
+    // (OTLP or the traces.json artifact): telling the client so stops it
+    // from uploading the artifact copy.
+    set_tag_row(conn, id, tag_keys::SPANS_LOCATION, tag_keys::TRACKING_STORE)?;
+    refresh_session_user(conn, id)?;
+    load_trace_info(conn, id)
+}
+
+/// Re-derives the denormalised session and user columns from tags/metadata.
+pub(super) fn refresh_session_user(conn: &Connection, id: i64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE traces SET
+             session_id = coalesce(
+                 (SELECT value FROM trace_tags WHERE trace = ?1 AND key = ?2),
+                 (SELECT value FROM trace_metadata WHERE trace = ?1 AND key = ?2)),
+             user_id = coalesce(
+                 (SELECT value FROM trace_tags WHERE trace = ?1 AND key = ?3),
+                 (SELECT value FROM trace_metadata WHERE trace = ?1 AND key = ?3))
+         WHERE id = ?1",
+    )?
+    .execute(params![id, tag_keys::SESSION, tag_keys::USER])?;
+    Ok(())
+}
+
+/// One trace's info with tags, metadata and assessments, by internal id.
+pub fn load_trace_info(conn: &Connection, id: i64) -> Result<TraceInfo> {
+    let mut v = load_trace_infos(conn, &[id])?;
+    v.pop().ok_or_else(|| StoreError::NotFound(format!("trace row {id} vanished")))
+}
+
+/// Trace infos for internal ids, in the order given; missing ids are skipped.
+pub fn load_trace_infos(conn: &Connection, ids: &[i64]) -> Result<Vec<TraceInfo>> {
+    let ids_json = Value::from(ids.to_vec()).to_string();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TRACE_COLUMNS} FROM traces t WHERE t.id IN (SELECT value FROM json_each(?1))"
+    ))?;
+    let mut found: HashMap<i64, TraceInfo> = HashMap::new();
+    let mut q = stmt.query([ids_json])?;
+    while let Some(r) = q.next()? {
+        let (id, info) = trace_info_from_row(r)?;
+        found.insert(id, info);
+    }
+    let mut rows: Vec<(i64, TraceInfo)> = ids
+        .iter()
+        .filter_map(|id| found.remove(id).map(|i| (*id, i)))
+        .collect();
+    rows::hydrate(conn, &mut rows)?;
+    Ok(rows.into_iter().map(|(_, i)| i).collect())
+}
+
+pub fn get_trace_info(conn: &Connection, trace_id: &str) -> Result<TraceInfo> {
+    let id = trace_rowid(conn, trace_id)?;
+    load_trace_info(conn, id)
+}
+
+/// Spans of a trace: the root first, then in start order.
+pub fn load_spans(conn: &Connection, id: i64, otel_id: OtelTraceId) -> Result<Vec<Span>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SPAN_COLUMNS} FROM spans s WHERE s.trace = ?1
+         ORDER BY s.parent_span_id IS NOT NULL, s.start_ns, s.id"
+    ))?;
+    let mut q = stmt.query([id])?;
+    let mut out = Vec::new();
+    while let Some(r) = q.next()? {
+        out.push(span_from_row(r, otel_id)?);
+    }
+    Ok(out)
+}
+
+/// The OpenTelemetry id under which a trace's spans are kept. Client-chosen
+/// ids that are not `tr-<hex>` get a stable id hashed from the string.
+pub fn otel_id_for(trace_id: &str) -> OtelTraceId {
+    TraceId::new(trace_id).otel().unwrap_or_else(|| {
+        let h = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, trace_id.as_bytes());
+        OtelTraceId(*h.as_bytes())
+    })
+}
+
+pub fn get_trace(conn: &Connection, trace_id: &str) -> Result<TraceDetail> {
+    let id = trace_rowid(conn, trace_id)?;
+    let info = load_trace_info(conn, id)?;
+    let spans = load_spans(conn, id, otel_id_for(trace_id))?;
+    Ok(TraceDetail { info, spans })
+}
+
+pub fn set_tag(conn: &Connection, trace_id: &str, key: &str, value: &str) -> Result<()> {
+    let id = trace_rowid(conn, trace_id)?;
+    set_tag_row(conn, id, key, value)?;
+    if key == tag_keys::TRACE_NAME {
+        conn.execute("UPDATE traces SET name = ?2 WHERE id = ?1", params![id, value])?;
+    }
+    if key == tag_keys::SESSION || key == tag_keys::USER {
+        refresh_session_user(conn, id)?;
+    }
+    Ok(())
+}
+
+pub fn delete_tag(conn: &Connection, trace_id: &str, key: &str) -> Result<()> {
+    let id = trace_rowid(conn, trace_id)?;
+    let n = conn.execute(
+        "DELETE FROM trace_tags WHERE trace = ?1 AND key = ?2",
+        params![id, key],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!(
+            "No trace tag with key '{key}' for trace with ID '{trace_id}'"
+        )));
+    }
+    if key == tag_keys::SESSION || key == tag_keys::USER {
+        refresh_session_user(conn, id)?;
+    }
+    Ok(())
+}
+
+/// Deletes traces of one experiment; returns the internal ids removed so
+/// derived stores (the full-text index) can follow.
+pub fn delete_traces(conn: &Connection, experiment_id: i64, what: &DeleteTraces) -> Result<Vec<i64>> {
+    let ids: Vec<i64> = match what {
+        DeleteTraces::Ids(trace_ids) => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id FROM traces WHERE experiment_id = ?1
+                 AND trace_id IN (SELECT value FROM json_each(?2))",
+            )?;
+            let list = Value::from(trace_ids.clone()).to_string();
+            stmt.query_map(params![experiment_id, list], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        }
+        DeleteTraces::OlderThan {
+            max_timestamp_ms,
+            max_traces,
+        } => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id FROM traces WHERE experiment_id = ?1 AND request_time <= ?2
+                 ORDER BY request_time LIMIT ?3",
+            )?;
+            stmt.query_map(
+                params![experiment_id, max_timestamp_ms, max_traces.unwrap_or(-1)],
+                |r| r.get(0),
+            )?
+            .collect::<rusqlite::Result<_>>()?
+        }
+    };
+    delete_trace_rows(conn, &ids)?;
+    Ok(ids)
+}
+
+/// Deletes trace rows by internal id; spans, tags, metadata and assessments
+/// go with them (ON DELETE CASCADE).
+pub fn delete_trace_rows(conn: &Connection, ids: &[i64]) -> Result<()> {
+    let mut stmt = conn.prepare_cached("DELETE FROM traces WHERE id = ?1")?;
+    for id in ids {
+        stmt.execute([id])?;
+    }
+    Ok(())
+}
+
+impl Store {
+    pub async fn ingest_spans(&self, experiment_id: i64, batch: SpanBatch) -> Result<IngestOutcome> {
+        self.write(move |c| ingest_spans(c, experiment_id, batch)).await
+    }
+
+    pub async fn upsert_trace_info(&self, up: TraceUpsert) -> Result<TraceInfo> {
+        self.write(move |c| upsert_trace_info(c, up)).await
+    }
+
+    pub async fn get_trace_info(&self, trace_id: String) -> Result<TraceInfo> {
+        self.read(move |c| get_trace_info(c, &trace_id)).await
+    }
+
+    pub async fn get_trace(&self, trace_id: String) -> Result<TraceDetail> {
+        self.read(move |c| get_trace(c, &trace_id)).await
+    }
+
+    /// Several traces with spans; unknown ids are skipped (MLflow's batchGet).
+    pub async fn get_traces(&self, trace_ids: Vec<String>) -> Result<Vec<TraceDetail>> {
+        self.read(move |c| {
+            let mut out = Vec::with_capacity(trace_ids.len());
+            for t in &trace_ids {
+                match get_trace(c, t) {
+                    Ok(d) => out.push(d),
+                    Err(StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn set_trace_tag(&self, trace_id: String, key: String, value: String) -> Result<()> {
+        self.write(move |c| set_tag(c, &trace_id, &key, &value)).await
+    }
+
+    pub async fn delete_trace_tag(&self, trace_id: String, key: String) -> Result<()> {
+        self.write(move |c| delete_tag(c, &trace_id, &key)).await
+    }
+
+    pub async fn delete_traces(&self, experiment_id: i64, what: DeleteTraces) -> Result<Vec<i64>> {
+        self.write(move |c| {
+            experiment_exists(c, experiment_id)?;
+            delete_traces(c, experiment_id, &what)
+        })
+        .await
+    }
+
+    /// Internal id of a trace by MLflow id.
+    pub async fn trace_rowid(&self, trace_id: String) -> Result<i64> {
+        self.read(move |c| trace_rowid(c, &trace_id)).await
+    }
+}

@@ -1,0 +1,210 @@
+//! The single writer thread and its group commit.
+//!
+//! Why one thread: SQLite allows one writer at a time anyway, and a dedicated
+//! thread lets many small uploads share one transaction (one WAL sync for
+//! dozens of requests), which is where ingestion throughput comes from.
+//! Why a bounded queue: under overload callers get `Overloaded` (HTTP 503 +
+//! Retry-After, which the MLflow SDK retries) instead of memory growing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{Result, StoreError, StoreOptions};
+
+/// Most jobs merged into one transaction; bounds commit latency.
+const MAX_BATCH: usize = 256;
+
+/// What a job leaves behind after running inside the transaction: whether it
+/// succeeded (else its savepoint is rolled back) and how to tell its caller
+/// the final outcome once the commit is known.
+struct Ran {
+    ok: bool,
+    deliver: Box<dyn FnOnce(Result<()>) + Send>,
+}
+
+/// A job runs against the connection, or is told why it cannot run.
+type Job = Box<dyn FnOnce(std::result::Result<&Connection, StoreError>) -> Ran + Send>;
+
+pub(super) struct Writer {
+    tx: mpsc::Sender<Job>,
+    enqueue_timeout: Duration,
+    /// Jobs sent but not yet picked up by the writer thread.
+    depth: Arc<AtomicUsize>,
+    /// Bumped after each commit; see `Store::commits`.
+    commits: watch::Receiver<u64>,
+}
+
+impl Writer {
+    pub(super) fn start(conn: Connection, opts: &StoreOptions) -> Result<Writer> {
+        let (tx, rx) = mpsc::channel::<Job>(opts.write_queue.max(1));
+        let (commit_tx, commit_rx) = watch::channel(0u64);
+        let depth = Arc::new(AtomicUsize::new(0));
+        let thread_depth = depth.clone();
+        std::thread::Builder::new()
+            .name("tracebox-writer".into())
+            .spawn(move || run(conn, rx, commit_tx, thread_depth))?;
+        Ok(Writer {
+            tx,
+            enqueue_timeout: opts.enqueue_timeout,
+            depth,
+            commits: commit_rx,
+        })
+    }
+
+    fn job<T, F>(f: F) -> (Job, oneshot::Receiver<Result<T>>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (done_tx, done_rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let res = conn.and_then(f);
+            Ran {
+                ok: res.is_ok(),
+                deliver: Box::new(move |commit: Result<()>| {
+                    let out = match commit {
+                        Ok(()) => res,
+                        Err(e) => Err(e),
+                    };
+                    // The caller may have gone away (client disconnected);
+                    // the data is committed regardless.
+                    let _ = done_tx.send(out);
+                }),
+            }
+        });
+        (job, done_rx)
+    }
+
+    pub(super) async fn submit<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (job, done) = Self::job(f);
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        let sent = match self.tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(job)) => {
+                match tokio::time::timeout(self.enqueue_timeout, self.tx.send(job)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(StoreError::Closed),
+                    Err(_) => Err(StoreError::Overloaded),
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(StoreError::Closed),
+        };
+        if let Err(e) = sent {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            return Err(e);
+        }
+        done.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    pub(super) fn submit_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (job, done) = Self::job(f);
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        if self.tx.blocking_send(job).is_err() {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            return Err(StoreError::Closed);
+        }
+        done.blocking_recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    pub(super) fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.clone()
+    }
+
+    pub(super) fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+}
+
+fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    commits: watch::Sender<u64>,
+    depth: Arc<AtomicUsize>,
+) {
+    let mut seq = 0u64;
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        depth.fetch_sub(batch.len(), Ordering::Relaxed);
+        let delivered = run_batch(&conn, batch);
+        let committed = delivered.iter().any(|(ok, _)| *ok);
+        for (_, deliver) in delivered {
+            deliver();
+        }
+        if committed {
+            seq += 1;
+            let _ = commits.send(seq);
+        }
+    }
+    tracing::debug!("writer thread stopped");
+}
+
+/// Runs one group of jobs in one transaction. Returns, per job, whether its
+/// data is now committed and a thunk that reports the outcome to its caller.
+fn run_batch(conn: &Connection, batch: Vec<Job>) -> Vec<(bool, Box<dyn FnOnce() + Send>)> {
+    let mut out: Vec<(bool, Box<dyn FnOnce() + Send>)> = Vec::with_capacity(batch.len());
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        for job in batch {
+            let ran = job(Err(commit_error(&e)));
+            out.push((false, Box::new(move || (ran.deliver)(Ok(())))));
+        }
+        return out;
+    }
+    let mut ran = Vec::with_capacity(batch.len());
+    for job in batch {
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            ran.push(job(Err(StoreError::from(e))));
+            continue;
+        }
+        let r = job(Ok(conn));
+        let cleanup = if r.ok {
+            conn.execute_batch("RELEASE job")
+        } else {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        };
+        if let Err(e) = cleanup {
+            tracing::error!(error = %e, "savepoint cleanup failed");
+        }
+        ran.push(r);
+    }
+    let commit = conn.execute_batch("COMMIT");
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for r in ran {
+        let ok = r.ok && commit.is_ok();
+        let outcome = match &commit {
+            Ok(()) => Ok(()),
+            Err(e) => Err(commit_error(e)),
+        };
+        out.push((ok, Box::new(move || (r.deliver)(outcome))));
+    }
+    out
+}
+
+/// Keeps the SQLite error code (disk full, read-only) visible to callers.
+fn commit_error(e: &rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(code, msg) => {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(*code, msg.clone()))
+        }
+        other => StoreError::Invalid(format!("commit failed: {other}")),
+    }
+}
