@@ -37,7 +37,9 @@ impl AppState {
         self.metrics
             .write_queue_depth
             .set(self.store.write_queue_depth() as i64);
-        self.metrics.store_bytes.set(dir_size(&self.config.data_dir) as i64);
+        self.metrics
+            .store_bytes
+            .set(dir_size(&self.config.data_dir) as i64);
     }
 }
 
@@ -46,7 +48,9 @@ pub fn dir_size(dir: &std::path::Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             match e.metadata() {
                 Ok(m) if m.is_dir() => stack.push(e.path()),

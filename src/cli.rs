@@ -9,10 +9,20 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::config::{Config, FileConfig, Limits, LogFormat};
 
 #[derive(Debug, Parser)]
-#[command(name = "tracebox", version, about = "Self-hosted observability for LLM and agent applications, compatible with MLflow Tracing and OpenTelemetry")]
+#[command(
+    name = "tracebox",
+    version,
+    about = "Self-hosted observability for LLM and agent applications, compatible with MLflow Tracing and OpenTelemetry"
+)]
 pub struct Cli {
     /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "TRACEBOX_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "TRACEBOX_LOG_FORMAT"
+    )]
     pub log_format: LogFormatArg,
     #[command(subcommand)]
     pub command: Command,
@@ -76,7 +86,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64 * 1024 * 1024, env = "TRACEBOX_MAX_BODY_BYTES")]
     pub max_body_bytes: usize,
     /// Most spans accepted in one request.
-    #[arg(long, default_value_t = 100_000, env = "TRACEBOX_MAX_SPANS_PER_REQUEST")]
+    #[arg(
+        long,
+        default_value_t = 100_000,
+        env = "TRACEBOX_MAX_SPANS_PER_REQUEST"
+    )]
     pub max_spans_per_request: usize,
     /// Token required as `Authorization: Bearer` (or basic-auth password).
     #[arg(long, env = "TRACEBOX_AUTH_TOKEN", hide_env_values = true)]

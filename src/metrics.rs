@@ -77,20 +77,72 @@ impl Metrics {
             write_queue_depth: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register("ingested_traces", "Traces touched by ingestion", m.traces_ingested.clone());
+        registry.register(
+            "ingested_traces",
+            "Traces touched by ingestion",
+            m.traces_ingested.clone(),
+        );
         registry.register("ingested_spans", "Spans stored", m.spans_ingested.clone());
-        registry.register("duplicate_spans", "Spans received again and ignored", m.spans_duplicate.clone());
-        registry.register("ingest_bytes", "Decompressed bytes of span uploads", m.ingest_bytes.clone());
-        registry.register("rejected_requests", "Ingestion requests refused, by reason", m.rejects.clone());
-        registry.register("query_duration_seconds", "Search and read latency", m.query_seconds.clone());
-        registry.register("judge_evaluations", "Judge evaluations completed", m.judge_evaluated.clone());
-        registry.register("judge_failures", "Judge evaluations that ended in an error", m.judge_failed.clone());
-        registry.register("judge_passes", "Judge evaluations with a passing verdict", m.judge_passed.clone());
-        registry.register("judge_shed", "Evaluations dropped because the judge queue was full", m.judge_shed.clone());
-        registry.register("judge_queue_depth", "Evaluations waiting", m.judge_queue_depth.clone());
-        registry.register("store_size_bytes", "Size of the data directory", m.store_bytes.clone());
-        registry.register("index_lag_spans", "Spans stored but not yet searchable by text", m.index_lag_spans.clone());
-        registry.register("write_queue_depth", "Write jobs waiting for the store", m.write_queue_depth.clone());
+        registry.register(
+            "duplicate_spans",
+            "Spans received again and ignored",
+            m.spans_duplicate.clone(),
+        );
+        registry.register(
+            "ingest_bytes",
+            "Decompressed bytes of span uploads",
+            m.ingest_bytes.clone(),
+        );
+        registry.register(
+            "rejected_requests",
+            "Ingestion requests refused, by reason",
+            m.rejects.clone(),
+        );
+        registry.register(
+            "query_duration_seconds",
+            "Search and read latency",
+            m.query_seconds.clone(),
+        );
+        registry.register(
+            "judge_evaluations",
+            "Judge evaluations completed",
+            m.judge_evaluated.clone(),
+        );
+        registry.register(
+            "judge_failures",
+            "Judge evaluations that ended in an error",
+            m.judge_failed.clone(),
+        );
+        registry.register(
+            "judge_passes",
+            "Judge evaluations with a passing verdict",
+            m.judge_passed.clone(),
+        );
+        registry.register(
+            "judge_shed",
+            "Evaluations dropped because the judge queue was full",
+            m.judge_shed.clone(),
+        );
+        registry.register(
+            "judge_queue_depth",
+            "Evaluations waiting",
+            m.judge_queue_depth.clone(),
+        );
+        registry.register(
+            "store_size_bytes",
+            "Size of the data directory",
+            m.store_bytes.clone(),
+        );
+        registry.register(
+            "index_lag_spans",
+            "Spans stored but not yet searchable by text",
+            m.index_lag_spans.clone(),
+        );
+        registry.register(
+            "write_queue_depth",
+            "Write jobs waiting for the store",
+            m.write_queue_depth.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -115,13 +167,17 @@ impl Metrics {
             _ => "internal",
         };
         self.rejects
-            .get_or_create(&ReasonLabel { reason: reason.into() })
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
             .inc();
     }
 
     pub fn observe_query(&self, route: &str, secs: f64) {
         self.query_seconds
-            .get_or_create(&RouteLabel { route: route.into() })
+            .get_or_create(&RouteLabel {
+                route: route.into(),
+            })
             .observe(secs);
     }
 

@@ -48,10 +48,16 @@ impl Auth {
             return true;
         }
         let Some(v) = value else { return false };
-        if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+        if let Some(t) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
             return self.token_matches(t.trim());
         }
-        if let Some(b) = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")) {
+        if let Some(b) = v
+            .strip_prefix("Basic ")
+            .or_else(|| v.strip_prefix("basic "))
+        {
             let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(b.trim()) else {
                 return false;
             };
@@ -95,8 +101,15 @@ pub async fn require_auth(State(app): State<AppState>, req: Request, next: Next)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
     if wants_html && req.method() == axum::http::Method::GET {
-        let next_url = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let loc = format!("/login?next={}", form_urlencoded::byte_serialize(next_url.as_bytes()).collect::<String>());
+        let next_url = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let loc = format!(
+            "/login?next={}",
+            form_urlencoded::byte_serialize(next_url.as_bytes()).collect::<String>()
+        );
         return (StatusCode::SEE_OTHER, [(header::LOCATION, loc)]).into_response();
     }
     let mut resp = ApiError::new(

@@ -123,11 +123,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(m) => ApiError::not_found(m),
-            StoreError::AlreadyExists(m) => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::ResourceAlreadyExists,
-                m,
-            ),
+            StoreError::AlreadyExists(m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::ResourceAlreadyExists, m)
+            }
             StoreError::Invalid(m) => ApiError::invalid(m),
             StoreError::Overloaded => {
                 ApiError::unavailable("tracebox is busy writing; retry shortly", 1)

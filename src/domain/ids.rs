@@ -5,7 +5,9 @@ use std::fmt;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdError {
-    #[error("invalid trace id '{0}': expected 16 bytes (32 hex digits), optionally prefixed by 'tr-'")]
+    #[error(
+        "invalid trace id '{0}': expected 16 bytes (32 hex digits), optionally prefixed by 'tr-'"
+    )]
     Trace(String),
     #[error("invalid span id '{0}': expected 8 bytes (16 hex digits)")]
     Span(String),

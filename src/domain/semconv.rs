@@ -68,12 +68,11 @@ pub mod keys {
 pub fn sanitize(v: Value) -> Value {
     if let Value::String(s) = &v {
         let t = s.trim_start();
-        if t.starts_with('"') || t.starts_with('{') || t.starts_with('[') {
-            if let Ok(parsed @ (Value::String(_) | Value::Object(_) | Value::Array(_))) =
+        if (t.starts_with('"') || t.starts_with('{') || t.starts_with('['))
+            && let Ok(parsed @ (Value::String(_) | Value::Object(_) | Value::Array(_))) =
                 serde_json::from_str::<Value>(s)
-            {
-                return parsed;
-            }
+        {
+            return parsed;
         }
     }
     v
@@ -88,7 +87,10 @@ fn take_str(attrs: &mut Map<String, Value>, key: &str) -> Option<String> {
 }
 
 fn get_str<'a>(attrs: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    attrs.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+    attrs
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 fn get_i64(attrs: &Map<String, Value>, key: &str) -> Option<i64> {
@@ -363,7 +365,11 @@ fn derive_tokens(attrs: &Map<String, Value>) -> TokenUsage {
     }
 }
 
-fn derive_model(attrs: &Map<String, Value>, inputs: Option<&Value>, outputs: Option<&Value>) -> Option<String> {
+fn derive_model(
+    attrs: &Map<String, Value>,
+    inputs: Option<&Value>,
+    outputs: Option<&Value>,
+) -> Option<String> {
     for k in [
         keys::LLM_MODEL,
         "llm.response.model_name",
@@ -423,13 +429,17 @@ pub fn normalize(raw: RawSpan) -> (Span, TraceHints) {
     let model = derive_model(&attrs, inputs.as_ref(), outputs.as_ref());
 
     let mut hints = TraceHints::default();
-    if let Some(s) = get_str(&attrs, "session.id").or_else(|| get_str(&attrs, "gen_ai.conversation.id")) {
+    if let Some(s) =
+        get_str(&attrs, "session.id").or_else(|| get_str(&attrs, "gen_ai.conversation.id"))
+    {
         hints
             .metadata
             .insert("mlflow.trace.session".into(), s.to_string());
     }
     if let Some(u) = get_str(&attrs, "user.id") {
-        hints.metadata.insert("mlflow.trace.user".into(), u.to_string());
+        hints
+            .metadata
+            .insert("mlflow.trace.user".into(), u.to_string());
     }
     if raw.parent_span_id.is_none() {
         for (k, v) in &attrs {
@@ -521,12 +531,22 @@ mod tests {
             "llm.model_name": "gpt-4o-mini",
         })));
         assert_eq!(s.span_type, "LLM");
-        assert_eq!(s.inputs, Some(json!({"messages": [{"role": "user", "content": "hi"}]})));
+        assert_eq!(
+            s.inputs,
+            Some(json!({"messages": [{"role": "user", "content": "hi"}]}))
+        );
         assert_eq!(
             s.outputs,
             Some(json!({"messages": [{"role": "assistant", "content": "hello"}]}))
         );
-        assert_eq!(s.tokens, TokenUsage { input: Some(10), output: Some(5), total: Some(15) });
+        assert_eq!(
+            s.tokens,
+            TokenUsage {
+                input: Some(10),
+                output: Some(5),
+                total: Some(15)
+            }
+        );
         assert_eq!(s.model.as_deref(), Some("gpt-4o-mini"));
     }
 

@@ -120,6 +120,10 @@ impl Span {
         self.events
             .iter()
             .filter(|e| e.name == "exception")
-            .find_map(|e| e.attributes.get("exception.message").and_then(Value::as_str))
+            .find_map(|e| {
+                e.attributes
+                    .get("exception.message")
+                    .and_then(Value::as_str)
+            })
     }
 }

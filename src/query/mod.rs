@@ -64,7 +64,10 @@ pub struct SearchPage {
 /// character, no escape character; case-sensitive unless `ci`.
 pub fn like_match(text: &str, pattern: &str, ci: bool) -> bool {
     let (t, p): (Vec<char>, Vec<char>) = if ci {
-        (text.to_lowercase().chars().collect(), pattern.to_lowercase().chars().collect())
+        (
+            text.to_lowercase().chars().collect(),
+            pattern.to_lowercase().chars().collect(),
+        )
     } else {
         (text.chars().collect(), pattern.chars().collect())
     };
@@ -103,6 +106,21 @@ impl QueryEngine {
         Self { store }
     }
 
+    /// Whether one trace (by internal row id) matches a filter string; the
+    /// judge runner's sampling filters use this, so they mean exactly what
+    /// the same string means in `search_traces`.
+    pub async fn matches(&self, trace_row: i64, filter: &str) -> Result<bool, QueryError> {
+        if filter.trim().is_empty() {
+            return Ok(true);
+        }
+        let expr = parse_filter(filter)?;
+        let sql = plan::build_match(&expr, trace_row)?;
+        Ok(self
+            .store
+            .read(move |c| plan::execute_match(c, &sql))
+            .await?)
+    }
+
     pub async fn search(&self, req: SearchRequest) -> Result<SearchPage, QueryError> {
         if req.max_results > MAX_RESULTS_LIMIT {
             return Err(QueryError::Invalid(format!(
@@ -126,11 +144,15 @@ impl QueryEngine {
         } else {
             req.max_results
         };
-        let sql = plan::build(&req.experiment_ids, expr.as_ref(), &order, after.as_ref(), limit)?;
+        let sql = plan::build(
+            &req.experiment_ids,
+            expr.as_ref(),
+            &order,
+            after.as_ref(),
+            limit,
+        )?;
         let store = self.store.clone();
-        let (rows, high_water) = store
-            .read(move |c| plan::execute(c, &sql))
-            .await?;
+        let (rows, high_water) = store.read(move |c| plan::execute(c, &sql)).await?;
         let next_page_token = if rows.len() > limit {
             rows.get(limit - 1).map(|last| {
                 token::encode(&token::PageToken {

@@ -108,7 +108,12 @@ fn lex(src: &str) -> Result<Vec<Token>, QueryError> {
                 loop {
                     match chars.get(i) {
                         None => {
-                            return Err(err(src, "unterminated string literal", start, &chars[start..].iter().collect::<String>()));
+                            return Err(err(
+                                src,
+                                "unterminated string literal",
+                                start,
+                                &chars[start..].iter().collect::<String>(),
+                            ));
                         }
                         Some(&ch) if ch == q => {
                             // A doubled quote inside a string stands for one quote.
@@ -135,29 +140,50 @@ fn lex(src: &str) -> Result<Vec<Token>, QueryError> {
                     i += 1;
                 }
                 if i >= chars.len() {
-                    return Err(err(src, "unterminated back-quoted key", start, &chars[start..].iter().collect::<String>()));
+                    return Err(err(
+                        src,
+                        "unterminated back-quoted key",
+                        start,
+                        &chars[start..].iter().collect::<String>(),
+                    ));
                 }
                 let name: String = chars[body_start..i].iter().collect();
                 i += 1;
                 // A back-quoted key is part of an identifier (`tags.`a.b``).
                 match out.last_mut() {
-                    Some(Token { tok: Tok::Ident(prev), text, .. }) if prev.ends_with('.') => {
+                    Some(Token {
+                        tok: Tok::Ident(prev),
+                        text,
+                        ..
+                    }) if prev.ends_with('.') => {
                         prev.push_str(&name);
                         text.push_str(&chars[start..i].iter().collect::<String>());
                     }
                     _ => push(&mut out, Tok::Ident(name), i),
                 }
             }
-            c if c.is_ascii_digit() || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) => {
+            c if c.is_ascii_digit()
+                || (c == '-' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) =>
+            {
                 i += 1;
-                while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == 'e' || chars[i] == 'E') {
+                while i < chars.len()
+                    && (chars[i].is_ascii_digit()
+                        || chars[i] == '.'
+                        || chars[i] == 'e'
+                        || chars[i] == 'E')
+                {
                     i += 1;
                 }
                 let text: String = chars[start..i].iter().collect();
                 push(&mut out, Tok::Num(text), i);
             }
             c if c.is_alphanumeric() || c == '_' => {
-                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '.' || chars[i] == '-') {
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric()
+                        || chars[i] == '_'
+                        || chars[i] == '.'
+                        || chars[i] == '-')
+                {
                     i += 1;
                 }
                 let word: String = chars[start..i].iter().collect();
@@ -176,7 +202,12 @@ fn lex(src: &str) -> Result<Vec<Token>, QueryError> {
                 push(&mut out, tok, i);
             }
             other => {
-                return Err(err(src, format!("unexpected character '{other}'"), start, &other.to_string()));
+                return Err(err(
+                    src,
+                    format!("unexpected character '{other}'"),
+                    start,
+                    &other.to_string(),
+                ));
             }
         }
     }
@@ -214,7 +245,11 @@ impl Parser<'_> {
             self.next();
             parts.push(self.and_expr()?);
         }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Expr::Or(parts) })
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Expr::Or(parts)
+        })
     }
 
     fn and_expr(&mut self) -> Result<Expr, QueryError> {
@@ -223,15 +258,27 @@ impl Parser<'_> {
             self.next();
             parts.push(self.primary()?);
         }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Expr::And(parts) })
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Expr::And(parts)
+        })
     }
 
     fn primary(&mut self) -> Result<Expr, QueryError> {
-        if matches!(self.peek(), Some(Token { tok: Tok::LParen, .. })) {
+        if matches!(
+            self.peek(),
+            Some(Token {
+                tok: Tok::LParen,
+                ..
+            })
+        ) {
             self.next();
             let e = self.expr()?;
             match self.next() {
-                Some(Token { tok: Tok::RParen, .. }) => Ok(e),
+                Some(Token {
+                    tok: Tok::RParen, ..
+                }) => Ok(e),
                 _ => {
                     self.at -= 1;
                     self.fail("expected ')'")
@@ -243,15 +290,26 @@ impl Parser<'_> {
     }
 
     fn comparison(&mut self) -> Result<Comparison, QueryError> {
-        let Some(Token { tok: Tok::Ident(name), pos, .. }) = self.peek().cloned() else {
-            return self.fail("expected a key such as tags.<name>, metadata.<name> or an attribute");
+        let Some(Token {
+            tok: Tok::Ident(name),
+            pos,
+            ..
+        }) = self.peek().cloned()
+        else {
+            return self
+                .fail("expected a key such as tags.<name>, metadata.<name> or an attribute");
         };
         self.next();
         let field = resolve_field(self.src, &name, pos)?;
         let op = match self.next() {
-            Some(Token { tok: Tok::Op(op), .. }) => op,
+            Some(Token {
+                tok: Tok::Op(op), ..
+            }) => op,
             Some(Token { tok: Tok::Not, .. }) => match self.next() {
-                Some(Token { tok: Tok::Op(Op::In), .. }) => Op::NotIn,
+                Some(Token {
+                    tok: Tok::Op(Op::In),
+                    ..
+                }) => Op::NotIn,
                 _ => {
                     self.at -= 1;
                     return self.fail("expected IN after NOT");
@@ -270,7 +328,12 @@ impl Parser<'_> {
                     }
                 }
                 let op = if negated { Op::IsNotNull } else { Op::IsNull };
-                return Ok(Comparison { field, op, value: Literal::None, pos });
+                return Ok(Comparison {
+                    field,
+                    op,
+                    value: Literal::None,
+                    pos,
+                });
             }
             _ => {
                 self.at -= 1;
@@ -282,14 +345,29 @@ impl Parser<'_> {
         } else {
             self.scalar()?
         };
-        Ok(Comparison { field, op, value, pos })
+        Ok(Comparison {
+            field,
+            op,
+            value,
+            pos,
+        })
     }
 
     fn scalar(&mut self) -> Result<Literal, QueryError> {
         match self.next() {
-            Some(Token { tok: Tok::Str(s), .. }) => Ok(Literal::Str(s)),
-            Some(Token { tok: Tok::Num(n), pos, text }) => parse_number(self.src, &n, pos, &text),
-            Some(Token { tok: Tok::Ident(v), pos, text }) => Err(err(
+            Some(Token {
+                tok: Tok::Str(s), ..
+            }) => Ok(Literal::Str(s)),
+            Some(Token {
+                tok: Tok::Num(n),
+                pos,
+                text,
+            }) => parse_number(self.src, &n, pos, &text),
+            Some(Token {
+                tok: Tok::Ident(v),
+                pos,
+                text,
+            }) => Err(err(
                 self.src,
                 format!(
                     "Parameter value is either not quoted or unidentified quote types used for string value {v}. Use either single or double quotes."
@@ -306,7 +384,9 @@ impl Parser<'_> {
 
     fn list(&mut self) -> Result<Literal, QueryError> {
         match self.next() {
-            Some(Token { tok: Tok::LParen, .. }) => {}
+            Some(Token {
+                tok: Tok::LParen, ..
+            }) => {}
             _ => {
                 self.at -= 1;
                 return self.fail("expected '(' to start a list");
@@ -315,8 +395,12 @@ impl Parser<'_> {
         let mut items = vec![self.scalar()?];
         loop {
             match self.next() {
-                Some(Token { tok: Tok::Comma, .. }) => items.push(self.scalar()?),
-                Some(Token { tok: Tok::RParen, .. }) => break,
+                Some(Token {
+                    tok: Tok::Comma, ..
+                }) => items.push(self.scalar()?),
+                Some(Token {
+                    tok: Tok::RParen, ..
+                }) => break,
                 _ => {
                     self.at -= 1;
                     return self.fail("expected ',' or ')' in list");
@@ -384,7 +468,8 @@ mod tests {
 
     #[test]
     fn parses_tags_with_backquotes_and_and() {
-        let e = parse_filter("tags.`mlflow.trace.user` = 'u1' AND metadata.env != \"dev\"").unwrap();
+        let e =
+            parse_filter("tags.`mlflow.trace.user` = 'u1' AND metadata.env != \"dev\"").unwrap();
         let Expr::And(parts) = e else { panic!() };
         assert_eq!(parts.len(), 2);
         let Expr::Cmp(c) = &parts[0] else { panic!() };

@@ -92,8 +92,14 @@ pub fn parse_order_by(clauses: &[String]) -> Result<Vec<OrderKey>, QueryError> {
         keys.push(OrderKey { column, desc });
     }
     for tie in [
-        OrderKey { column: SortColumn::Timestamp, desc: true },
-        OrderKey { column: SortColumn::TraceId, desc: false },
+        OrderKey {
+            column: SortColumn::Timestamp,
+            desc: true,
+        },
+        OrderKey {
+            column: SortColumn::TraceId,
+            desc: false,
+        },
     ] {
         if !keys.iter().any(|k| k.column == tie.column) {
             keys.push(tie);
@@ -133,11 +139,17 @@ impl Builder {
     fn expr(&mut self, e: &Expr) -> Result<String, QueryError> {
         Ok(match e {
             Expr::And(parts) => {
-                let s: Vec<String> = parts.iter().map(|p| self.expr(p)).collect::<Result<_, _>>()?;
+                let s: Vec<String> = parts
+                    .iter()
+                    .map(|p| self.expr(p))
+                    .collect::<Result<_, _>>()?;
                 format!("({})", s.join(" AND "))
             }
             Expr::Or(parts) => {
-                let s: Vec<String> = parts.iter().map(|p| self.expr(p)).collect::<Result<_, _>>()?;
+                let s: Vec<String> = parts
+                    .iter()
+                    .map(|p| self.expr(p))
+                    .collect::<Result<_, _>>()?;
                 format!("({})", s.join(" OR "))
             }
             Expr::Cmp(c) => self.comparison(c)?,
@@ -156,7 +168,9 @@ impl Builder {
     fn kv(&mut self, table: &str, key: &str, c: &Comparison) -> Result<String, QueryError> {
         let k = self.bind(key.to_string());
         let exists = |cond: &str| {
-            format!("EXISTS (SELECT 1 FROM {table} kv WHERE kv.trace = t.id AND kv.key = {k}{cond})")
+            format!(
+                "EXISTS (SELECT 1 FROM {table} kv WHERE kv.trace = t.id AND kv.key = {k}{cond})"
+            )
         };
         Ok(match c.op {
             Op::IsNull => format!("NOT {}", exists("")),
@@ -309,6 +323,24 @@ pub fn build(
         n_keys: prims.len(),
         high_water: after.map(|a| a.high_water),
     })
+}
+
+/// A statement selecting one trace row if it matches `filter`.
+pub fn build_match(filter: &Expr, trace_row: i64) -> Result<Sql, QueryError> {
+    let mut b = Builder { params: Vec::new() };
+    let id = b.bind(trace_row);
+    let cond = b.expr(filter)?;
+    Ok(Sql {
+        text: format!("SELECT 1 FROM traces t WHERE t.id = {id} AND {cond}"),
+        params: b.params,
+        n_keys: 0,
+        high_water: None,
+    })
+}
+
+pub fn execute_match(conn: &Connection, sql: &Sql) -> Result<bool, StoreError> {
+    let mut stmt = conn.prepare_cached(&sql.text)?;
+    Ok(stmt.exists(rusqlite::params_from_iter(sql.params.iter()))?)
 }
 
 fn json_to_sql(v: &Value) -> SqlValue {

@@ -149,9 +149,11 @@ pub fn update(
 /// Deletes an assessment; deleting a missing one succeeds, as in MLflow.
 pub fn delete(conn: &Connection, trace_id: &str, assessment_id: &str) -> Result<()> {
     let Some(trace) = conn
-        .query_row("SELECT id FROM traces WHERE trace_id = ?1", [trace_id], |r| {
-            r.get::<_, i64>(0)
-        })
+        .query_row(
+            "SELECT id FROM traces WHERE trace_id = ?1",
+            [trace_id],
+            |r| r.get::<_, i64>(0),
+        )
         .optional()?
     else {
         return Ok(());

@@ -170,11 +170,9 @@ pub fn list(conn: &Connection, view: ViewType) -> Result<Vec<Experiment>> {
 pub fn activity(conn: &Connection) -> Result<Vec<(Experiment, i64, Option<i64>)>> {
     let exps = list(conn, ViewType::ActiveOnly)?;
     let mut out = Vec::with_capacity(exps.len());
-    let mut last = conn.prepare_cached(
-        "SELECT max(request_time) FROM traces WHERE experiment_id = ?1",
-    )?;
-    let mut count =
-        conn.prepare_cached("SELECT count(*) FROM traces WHERE experiment_id = ?1")?;
+    let mut last =
+        conn.prepare_cached("SELECT max(request_time) FROM traces WHERE experiment_id = ?1")?;
+    let mut count = conn.prepare_cached("SELECT count(*) FROM traces WHERE experiment_id = ?1")?;
     for e in exps {
         let l: Option<i64> = last.query_row([e.experiment_id], |r| r.get(0))?;
         let c: i64 = count.query_row([e.experiment_id], |r| r.get(0))?;

@@ -12,9 +12,7 @@ use rusqlite::Connection;
 use super::{Result, StoreError};
 
 /// Migrations in order; index + 1 is the schema version they produce.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/0001_core.sql"),
-];
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_core.sql")];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -49,12 +47,19 @@ mod tests {
         let path = dir.path().join("t.db");
         let mut conn = Connection::open(&path).unwrap();
         apply(&mut conn, &path).unwrap();
-        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         // Idempotent.
         apply(&mut conn, &path).unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
         let err = apply(&mut conn, &path).unwrap_err();
-        assert!(err.to_string().contains("newer than this tracebox supports"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("newer than this tracebox supports"),
+            "{err}"
+        );
     }
 }

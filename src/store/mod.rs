@@ -201,7 +201,11 @@ pub(crate) fn open_connection(path: &Path, opts: &StoreOptions) -> Result<Connec
          PRAGMA synchronous = {};
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -16000;",
-        if opts.synchronous_full { "FULL" } else { "NORMAL" }
+        if opts.synchronous_full {
+            "FULL"
+        } else {
+            "NORMAL"
+        }
     ))?;
     Ok(conn)
 }

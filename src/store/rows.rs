@@ -49,8 +49,11 @@ pub(super) fn hydrate(conn: &Connection, rows: &mut [(i64, TraceInfo)]) -> Resul
     if rows.is_empty() {
         return Ok(());
     }
-    let index: std::collections::HashMap<i64, usize> =
-        rows.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+    let index: std::collections::HashMap<i64, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (*id, i))
+        .collect();
     let ids: Vec<Value> = rows.iter().map(|(id, _)| Value::from(*id)).collect();
     let ids_json = Value::Array(ids).to_string();
     for (table, is_tags) in [("trace_tags", true), ("trace_metadata", false)] {
@@ -79,7 +82,10 @@ pub(super) fn hydrate(conn: &Connection, rows: &mut [(i64, TraceInfo)]) -> Resul
         let id: i64 = r.get(0)?;
         if let Some(&i) = index.get(&id) {
             let trace_id = rows[i].1.trace_id.clone();
-            rows[i].1.assessments.push(assessment_from_row(r, 1, trace_id)?);
+            rows[i]
+                .1
+                .assessments
+                .push(assessment_from_row(r, 1, trace_id)?);
         }
     }
     Ok(())

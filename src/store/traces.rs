@@ -12,8 +12,8 @@ use super::rows::{
 use super::{Result, Store, StoreError};
 use crate::domain::semconv::TraceHints;
 use crate::domain::{
-    OtelTraceId, Span, SpanBatch, SpanStatusCode, TokenUsage, TraceId, TraceInfo, TraceState, metadata_keys,
-    now_ms, tag_keys,
+    OtelTraceId, Span, SpanBatch, SpanStatusCode, TokenUsage, TraceId, TraceInfo, TraceState,
+    metadata_keys, now_ms, tag_keys,
 };
 
 /// MLflow truncates request/response previews to this many characters.
@@ -127,7 +127,11 @@ fn set_tag_row(conn: &Connection, trace: i64, key: &str, value: &str) -> Result<
 }
 
 /// Stores spans, creating provisional traces for ids not seen before.
-pub fn ingest_spans(conn: &Connection, experiment_id: i64, batch: SpanBatch) -> Result<IngestOutcome> {
+pub fn ingest_spans(
+    conn: &Connection,
+    experiment_id: i64,
+    batch: SpanBatch,
+) -> Result<IngestOutcome> {
     experiment_exists(conn, experiment_id)?;
     let SpanBatch { spans, mut hints } = batch;
     let now = now_ms();
@@ -243,7 +247,11 @@ fn ingest_trace_spans(
     conn.prepare_cached(
         "INSERT INTO trace_tags (trace, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
     )?
-    .execute(params![row.id, tag_keys::SPANS_LOCATION, tag_keys::TRACKING_STORE])?;
+    .execute(params![
+        row.id,
+        tag_keys::SPANS_LOCATION,
+        tag_keys::TRACKING_STORE
+    ])?;
     if let Some(root) = root {
         apply_root(conn, &row, root)?;
         out.completed_traces.push(row.id);
@@ -283,7 +291,9 @@ fn recompute_tokens(conn: &Connection, trace: i64) -> Result<()> {
     ) -> bool {
         let mut hops = 0;
         while let Some(p) = parent {
-            let Some((pp, reports)) = by_id.get(p) else { break };
+            let Some((pp, reports)) = by_id.get(p) else {
+                break;
+            };
             if *reports {
                 return true;
             }
@@ -492,7 +502,8 @@ pub(super) fn refresh_session_user(conn: &Connection, id: i64) -> Result<()> {
 /// One trace's info with tags, metadata and assessments, by internal id.
 pub fn load_trace_info(conn: &Connection, id: i64) -> Result<TraceInfo> {
     let mut v = load_trace_infos(conn, &[id])?;
-    v.pop().ok_or_else(|| StoreError::NotFound(format!("trace row {id} vanished")))
+    v.pop()
+        .ok_or_else(|| StoreError::NotFound(format!("trace row {id} vanished")))
 }
 
 /// Trace infos for internal ids, in the order given; missing ids are skipped.
@@ -554,7 +565,10 @@ pub fn set_tag(conn: &Connection, trace_id: &str, key: &str, value: &str) -> Res
     let id = trace_rowid(conn, trace_id)?;
     set_tag_row(conn, id, key, value)?;
     if key == tag_keys::TRACE_NAME {
-        conn.execute("UPDATE traces SET name = ?2 WHERE id = ?1", params![id, value])?;
+        conn.execute(
+            "UPDATE traces SET name = ?2 WHERE id = ?1",
+            params![id, value],
+        )?;
     }
     if key == tag_keys::SESSION || key == tag_keys::USER {
         refresh_session_user(conn, id)?;
@@ -581,7 +595,11 @@ pub fn delete_tag(conn: &Connection, trace_id: &str, key: &str) -> Result<()> {
 
 /// Deletes traces of one experiment; returns the internal ids removed so
 /// derived stores (the full-text index) can follow.
-pub fn delete_traces(conn: &Connection, experiment_id: i64, what: &DeleteTraces) -> Result<Vec<i64>> {
+pub fn delete_traces(
+    conn: &Connection,
+    experiment_id: i64,
+    what: &DeleteTraces,
+) -> Result<Vec<i64>> {
     let ids: Vec<i64> = match what {
         DeleteTraces::Ids(trace_ids) => {
             let mut stmt = conn.prepare_cached(
@@ -622,8 +640,13 @@ pub fn delete_trace_rows(conn: &Connection, ids: &[i64]) -> Result<()> {
 }
 
 impl Store {
-    pub async fn ingest_spans(&self, experiment_id: i64, batch: SpanBatch) -> Result<IngestOutcome> {
-        self.write(move |c| ingest_spans(c, experiment_id, batch)).await
+    pub async fn ingest_spans(
+        &self,
+        experiment_id: i64,
+        batch: SpanBatch,
+    ) -> Result<IngestOutcome> {
+        self.write(move |c| ingest_spans(c, experiment_id, batch))
+            .await
     }
 
     pub async fn upsert_trace_info(&self, up: TraceUpsert) -> Result<TraceInfo> {
@@ -655,7 +678,8 @@ impl Store {
     }
 
     pub async fn set_trace_tag(&self, trace_id: String, key: String, value: String) -> Result<()> {
-        self.write(move |c| set_tag(c, &trace_id, &key, &value)).await
+        self.write(move |c| set_tag(c, &trace_id, &key, &value))
+            .await
     }
 
     pub async fn delete_trace_tag(&self, trace_id: String, key: String) -> Result<()> {

@@ -13,8 +13,7 @@ use crate::api::error::ApiError;
 use crate::domain::semconv::{RawSpan, keys};
 use crate::domain::{
     Assessment, AssessmentError, AssessmentKind, AssessmentSource, Experiment, OtelSpanId,
-    OtelTraceId, SourceType, Span, SpanEvent, SpanStatusCode, TraceInfo, TraceState,
-    metadata_keys,
+    OtelTraceId, SourceType, Span, SpanEvent, SpanStatusCode, TraceInfo, TraceState, metadata_keys,
 };
 
 // ---------------------------------------------------------------- time
@@ -120,9 +119,15 @@ impl TraceInfoIn {
     /// they are stored after the trace exists.
     pub fn into_domain(self) -> Result<(TraceInfo, Vec<AssessmentIn>), ApiError> {
         if self.trace_id.trim().is_empty() {
-            return Err(ApiError::invalid("Missing value for required parameter 'trace_id'."));
+            return Err(ApiError::invalid(
+                "Missing value for required parameter 'trace_id'.",
+            ));
         }
-        let experiment_id = match self.trace_location.as_ref().and_then(|l| l.mlflow_experiment.as_ref()) {
+        let experiment_id = match self
+            .trace_location
+            .as_ref()
+            .and_then(|l| l.mlflow_experiment.as_ref())
+        {
             Some(l) => parse_experiment_id(&l.experiment_id)?,
             None => {
                 return Err(ApiError::invalid(
@@ -183,7 +188,10 @@ pub fn trace_info(t: &TraceInfo) -> Value {
                 u.insert(k.into(), Value::from(v));
             }
         }
-        metadata.insert(metadata_keys::TOKEN_USAGE.into(), Value::Object(u).to_string());
+        metadata.insert(
+            metadata_keys::TOKEN_USAGE.into(),
+            Value::Object(u).to_string(),
+        );
     }
     let mut v = json!({
         "trace_id": t.trace_id,
@@ -223,14 +231,14 @@ pub fn any_value(v: &Value) -> Value {
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
                 json!({"int_value": i})
-            } else if n.is_u64() {
-                json!({"double_value": n.as_f64()})
             } else {
                 json!({"double_value": n.as_f64()})
             }
         }
         Value::String(s) => json!({"string_value": s}),
-        Value::Array(a) => json!({"array_value": {"values": a.iter().map(any_value).collect::<Vec<_>>()}}),
+        Value::Array(a) => {
+            json!({"array_value": {"values": a.iter().map(any_value).collect::<Vec<_>>()}})
+        }
         Value::Object(o) => json!({"kvlist_value": {"values": key_values(o)}}),
     }
 }
@@ -297,8 +305,14 @@ pub fn span(trace_id: &str, s: &Span) -> Value {
 /// A span in MLflow's `traces.json` shape (attribute values JSON-encoded).
 pub fn span_dict(trace_id: &str, s: &Span) -> Value {
     let mut attrs = Map::new();
-    attrs.insert(keys::TRACE_REQUEST_ID.into(), Value::from(Value::from(trace_id).to_string()));
-    attrs.insert(keys::SPAN_TYPE.into(), Value::from(Value::from(s.span_type.clone()).to_string()));
+    attrs.insert(
+        keys::TRACE_REQUEST_ID.into(),
+        Value::from(Value::from(trace_id).to_string()),
+    );
+    attrs.insert(
+        keys::SPAN_TYPE.into(),
+        Value::from(Value::from(s.span_type.clone()).to_string()),
+    );
     if let Some(i) = &s.inputs {
         attrs.insert(keys::SPAN_INPUTS.into(), Value::from(i.to_string()));
     }
@@ -398,7 +412,10 @@ pub fn parse_traces_json(body: &[u8]) -> Result<Vec<RawSpan>, ApiError> {
                     .as_str()
                     .and_then(SpanStatusCode::parse)
                     .unwrap_or_default(),
-                status_message: s["status"]["message"].as_str().unwrap_or_default().to_string(),
+                status_message: s["status"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 start_ns: s["start_time_unix_nano"].as_i64().unwrap_or_default(),
                 end_ns: s["end_time_unix_nano"].as_i64(),
                 attributes,
@@ -517,7 +534,9 @@ impl AssessmentIn {
         let name = self
             .assessment_name
             .filter(|n| !n.trim().is_empty())
-            .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'assessment_name'."))?;
+            .ok_or_else(|| {
+                ApiError::invalid("Missing value for required parameter 'assessment_name'.")
+            })?;
         let now = crate::domain::now_ms();
         let (kind, value, error) = match (self.feedback, self.expectation) {
             (Some(f), None) => (
@@ -545,8 +564,9 @@ impl AssessmentIn {
         let source = self.source.unwrap_or_default();
         let source_type = match source.source_type.as_deref() {
             None => SourceType::Unspecified,
-            Some(s) => SourceType::parse(s)
-                .ok_or_else(|| ApiError::invalid(format!("Invalid assessment source type '{s}'")))?,
+            Some(s) => SourceType::parse(s).ok_or_else(|| {
+                ApiError::invalid(format!("Invalid assessment source type '{s}'"))
+            })?,
         };
         let create = self
             .create_time
@@ -598,7 +618,9 @@ fn error_json(e: &AssessmentError) -> Value {
 fn expectation_json(v: &Value) -> Value {
     match v {
         Value::Bool(_) | Value::Number(_) | Value::String(_) => json!({"value": v}),
-        other => json!({"serialized_value": {"serialization_format": "JSON_FORMAT", "value": other.to_string()}}),
+        other => {
+            json!({"serialized_value": {"serialization_format": "JSON_FORMAT", "value": other.to_string()}})
+        }
     }
 }
 
@@ -646,7 +668,10 @@ mod tests {
     #[test]
     fn time_formats_match_protobuf_json() {
         assert_eq!(timestamp(1_795_625_977_382), "2026-11-25T16:59:37.382Z");
-        assert_eq!(parse_timestamp("2026-11-25T16:59:37.382Z", "t").unwrap(), 1_795_625_977_382);
+        assert_eq!(
+            parse_timestamp("2026-11-25T16:59:37.382Z", "t").unwrap(),
+            1_795_625_977_382
+        );
         assert_eq!(duration(22), "0.022s");
         assert_eq!(duration(61_005), "61.005s");
         assert_eq!(parse_duration("0.022s", "d").unwrap(), 22);

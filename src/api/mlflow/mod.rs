@@ -38,10 +38,16 @@ pub fn router() -> Router<AppState> {
         .route("/api/3.0/mlflow/traces", post(start_trace))
         .route("/api/3.0/mlflow/traces/get", get(get_trace))
         .route("/api/3.0/mlflow/traces/batchGet", get(batch_get))
-        .route("/api/3.0/mlflow/traces/batchGetInfos", post(batch_get_infos))
+        .route(
+            "/api/3.0/mlflow/traces/batchGetInfos",
+            post(batch_get_infos),
+        )
         .route("/api/3.0/mlflow/traces/search", post(search_traces))
         .route("/api/3.0/mlflow/traces/{trace_id}", get(get_trace_info))
-        .route("/api/3.0/mlflow/traces/{trace_id}/assessments", post(create_assessment))
+        .route(
+            "/api/3.0/mlflow/traces/{trace_id}/assessments",
+            post(create_assessment),
+        )
         .route(
             "/api/3.0/mlflow/traces/{trace_id}/assessments/{assessment_id}",
             get(get_assessment)
@@ -64,9 +70,15 @@ pub fn router() -> Router<AppState> {
                 post(delete_traces),
             );
     }
-    for prefix in ["/api/2.0/mlflow/experiments", "/ajax-api/2.0/mlflow/experiments"] {
+    for prefix in [
+        "/api/2.0/mlflow/experiments",
+        "/ajax-api/2.0/mlflow/experiments",
+    ] {
         r = r
-            .route(&format!("{prefix}/get-by-name"), get(get_experiment_by_name))
+            .route(
+                &format!("{prefix}/get-by-name"),
+                get(get_experiment_by_name),
+            )
             .route(&format!("{prefix}/get"), get(get_experiment))
             .route(&format!("{prefix}/create"), post(create_experiment))
             .route(
@@ -129,7 +141,11 @@ async fn create_experiment(
     let tags: BTreeMap<String, String> = req.tags.into_iter().map(|t| (t.key, t.value)).collect();
     let id = app
         .store
-        .create_experiment(req.name, req.artifact_location.filter(|a| !a.is_empty()), tags)
+        .create_experiment(
+            req.name,
+            req.artifact_location.filter(|a| !a.is_empty()),
+            tags,
+        )
         .await?;
     Ok(Json(json!({"experiment_id": id.to_string()})))
 }
@@ -146,7 +162,10 @@ struct SearchExperiments {
     view_type: Option<String>,
 }
 
-async fn search_experiments_get(State(app): State<AppState>, params: Params) -> ApiResult<Json<Value>> {
+async fn search_experiments_get(
+    State(app): State<AppState>,
+    params: Params,
+) -> ApiResult<Json<Value>> {
     let req = SearchExperiments {
         max_results: params.get("max_results").and_then(|m| m.parse().ok()),
         page_token: params.get("page_token").map(str::to_string),
@@ -184,7 +203,12 @@ async fn run_search_experiments(app: AppState, req: SearchExperiments) -> ApiRes
         let preds = parse_experiment_filter(f)?;
         exps.retain(|e| preds.iter().all(|p| p(e)));
     }
-    let page: Vec<Value> = exps.iter().skip(offset).take(max).map(dto::experiment).collect();
+    let page: Vec<Value> = exps
+        .iter()
+        .skip(offset)
+        .take(max)
+        .map(dto::experiment)
+        .collect();
     let mut out = json!({"experiments": page});
     if offset + max < exps.len() {
         out["next_page_token"] = Value::from((offset + max).to_string());
@@ -224,7 +248,11 @@ fn parse_experiment_filter(f: &str) -> Result<Vec<ExperimentPredicate>, ApiError
                 Op::Ne => Box::new(move |e| e.name != v),
                 Op::Like => Box::new(move |e| crate::query::like_match(&e.name, &v, false)),
                 Op::ILike => Box::new(move |e| crate::query::like_match(&e.name, &v, true)),
-                _ => return Err(ApiError::invalid("Unsupported comparator for experiment name")),
+                _ => {
+                    return Err(ApiError::invalid(
+                        "Unsupported comparator for experiment name",
+                    ));
+                }
             };
             Ok(p)
         })
@@ -244,7 +272,9 @@ async fn delete_experiment(
 ) -> ApiResult<Json<Value>> {
     let id = dto::parse_experiment_id(&req.experiment_id)?;
     if id == 0 {
-        return Err(ApiError::invalid("The default experiment cannot be deleted."));
+        return Err(ApiError::invalid(
+            "The default experiment cannot be deleted.",
+        ));
     }
     app.store.set_experiment_lifecycle(id, "deleted").await?;
     Ok(ok())
@@ -328,7 +358,9 @@ async fn start_trace(
             crate::store::traces::load_trace_info(c, id)
         })
         .await?;
-    Ok(Json(json!({"trace": {"trace_info": dto::trace_info(&stored)}})))
+    Ok(Json(
+        json!({"trace": {"trace_info": dto::trace_info(&stored)}}),
+    ))
 }
 
 async fn get_trace_info(
@@ -336,11 +368,17 @@ async fn get_trace_info(
     Path(trace_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let info = app.store.get_trace_info(trace_id).await?;
-    Ok(Json(json!({"trace": {"trace_info": dto::trace_info(&info)}})))
+    Ok(Json(
+        json!({"trace": {"trace_info": dto::trace_info(&info)}}),
+    ))
 }
 
 fn trace_json(d: &TraceDetail) -> Value {
-    let spans: Vec<Value> = d.spans.iter().map(|s| dto::span(&d.info.trace_id, s)).collect();
+    let spans: Vec<Value> = d
+        .spans
+        .iter()
+        .map(|s| dto::span(&d.info.trace_id, s))
+        .collect();
     json!({"trace_info": dto::trace_info(&d.info), "spans": spans})
 }
 
@@ -380,7 +418,9 @@ async fn get_trace(State(app): State<AppState>, params: Params) -> ApiResult<Jso
 async fn batch_get(State(app): State<AppState>, params: Params) -> ApiResult<Json<Value>> {
     let ids = params.all("trace_ids");
     if ids.is_empty() {
-        return Err(ApiError::invalid("Missing value for required parameter 'trace_ids'."));
+        return Err(ApiError::invalid(
+            "Missing value for required parameter 'trace_ids'.",
+        ));
     }
     let traces = app.store.get_traces(ids).await?;
     let out: Vec<Value> = traces
@@ -484,10 +524,7 @@ struct TagReq {
 }
 
 /// Tags that describe where tracebox keeps data; clients may not change them.
-const IMMUTABLE_TAGS: &[&str] = &[
-    "mlflow.trace.spansLocation",
-    "mlflow.trace.archiveLocation",
-];
+const IMMUTABLE_TAGS: &[&str] = &["mlflow.trace.spansLocation", "mlflow.trace.archiveLocation"];
 
 fn tag_key(req: &TagReq) -> ApiResult<String> {
     let key = req
@@ -551,10 +588,9 @@ async fn delete_traces(
     State(app): State<AppState>,
     JsonBody(req): JsonBody<DeleteTracesReq>,
 ) -> ApiResult<Json<Value>> {
-    let exp = req
-        .experiment_id
-        .as_deref()
-        .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'experiment_id'."))?;
+    let exp = req.experiment_id.as_deref().ok_or_else(|| {
+        ApiError::invalid("Missing value for required parameter 'experiment_id'.")
+    })?;
     let exp = dto::parse_experiment_id(exp)?;
     let ids = req.request_ids.or(req.trace_ids);
     let what = match (req.max_timestamp_millis, ids) {
@@ -726,7 +762,10 @@ async fn put_artifact(
     };
     let raw = dto::parse_traces_json(&body)?;
     let expected = TraceId::new(trace_id.clone()).otel();
-    if let Some(bad) = raw.iter().find(|s| expected.is_some_and(|e| e != s.trace_id)) {
+    if let Some(bad) = raw
+        .iter()
+        .find(|s| expected.is_some_and(|e| e != s.trace_id))
+    {
         return Err(ApiError::invalid(format!(
             "span {} belongs to another trace than {trace_id}",
             bad.span_id.to_hex()
@@ -738,11 +777,18 @@ async fn put_artifact(
     Ok(StatusCode::OK.into_response())
 }
 
-async fn get_artifact(State(app): State<AppState>, Path(path): Path<String>) -> ApiResult<Response> {
+async fn get_artifact(
+    State(app): State<AppState>,
+    Path(path): Path<String>,
+) -> ApiResult<Response> {
     let (_, trace_id) = artifact_trace_id(&path)
         .ok_or_else(|| ApiError::not_found(format!("Artifact '{path}' not found")))?;
     let d = app.store.get_trace(trace_id).await?;
-    let spans: Vec<Value> = d.spans.iter().map(|s| dto::span_dict(&d.info.trace_id, s)).collect();
+    let spans: Vec<Value> = d
+        .spans
+        .iter()
+        .map(|s| dto::span_dict(&d.info.trace_id, s))
+        .collect();
     let body = json!({"spans": spans}).to_string();
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -48,11 +48,14 @@ impl TraceService for Service {
         let experiment_id = match md.get("x-mlflow-experiment-id").map(|v| v.to_str()) {
             None => 0,
             Some(Ok(s)) if s.trim().is_empty() => 0,
-            Some(Ok(s)) => s
-                .trim()
-                .parse()
-                .map_err(|_| tonic::Status::not_found(format!("No Experiment with id={s} exists")))?,
-            Some(Err(_)) => return Err(tonic::Status::invalid_argument("bad x-mlflow-experiment-id")),
+            Some(Ok(s)) => s.trim().parse().map_err(|_| {
+                tonic::Status::not_found(format!("No Experiment with id={s} exists"))
+            })?,
+            Some(Err(_)) => {
+                return Err(tonic::Status::invalid_argument(
+                    "bad x-mlflow-experiment-id",
+                ));
+            }
         };
         let req = request.into_inner();
         store_request(&self.app, experiment_id, req)

@@ -44,7 +44,12 @@ fn content_encoding(headers: &HeaderMap) -> ApiResult<Encoding> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
         "application/json" => Ok(Encoding::Json),
@@ -54,7 +59,9 @@ fn content_encoding(headers: &HeaderMap) -> ApiResult<Encoding> {
         other => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             super::error::ErrorCode::BadRequest,
-            format!("unsupported Content-Type '{other}': use application/x-protobuf or application/json"),
+            format!(
+                "unsupported Content-Type '{other}': use application/x-protobuf or application/json"
+            ),
         )),
     }
 }
@@ -95,10 +102,13 @@ pub fn experiment_from(headers: &HeaderMap) -> ApiResult<i64> {
     match headers.get("x-mlflow-experiment-id").map(|v| v.to_str()) {
         None => Ok(0),
         Some(Ok(s)) if s.trim().is_empty() => Ok(0),
-        Some(Ok(s)) => s.trim().parse().map_err(|_| {
-            ApiError::not_found(format!("No Experiment with id={s} exists"))
-        }),
-        Some(Err(_)) => Err(ApiError::bad_request("x-mlflow-experiment-id is not valid text")),
+        Some(Ok(s)) => s
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::not_found(format!("No Experiment with id={s} exists"))),
+        Some(Err(_)) => Err(ApiError::bad_request(
+            "x-mlflow-experiment-id is not valid text",
+        )),
     }
 }
 
@@ -109,12 +119,18 @@ pub fn decode_request(enc_is_json: bool, body: &[u8]) -> ApiResult<ExportTraceSe
         })
     } else {
         ExportTraceServiceRequest::decode(body).map_err(|e| {
-            ApiError::bad_request(format!("invalid OTLP protobuf ExportTraceServiceRequest: {e}"))
+            ApiError::bad_request(format!(
+                "invalid OTLP protobuf ExportTraceServiceRequest: {e}"
+            ))
         })
     }
 }
 
-async fn export(State(app): State<AppState>, headers: HeaderMap, RawBody(body): RawBody) -> Response {
+async fn export(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
     let encoding = match content_encoding(&headers) {
         Ok(e) => e,
         Err(e) => return e.into_response(),
@@ -178,7 +194,10 @@ pub async fn store_request(
 fn respond(encoding: Encoding, resp: &ExportTraceServiceResponse) -> Response {
     match encoding {
         Encoding::Protobuf => (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-protobuf"),
+            )],
             resp.encode_to_vec(),
         )
             .into_response(),
@@ -191,7 +210,10 @@ fn respond(encoding: Encoding, resp: &ExportTraceServiceResponse) -> Response {
                 });
             }
             (
-                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
                 v.to_string(),
             )
                 .into_response()
@@ -285,12 +307,12 @@ pub fn convert(req: ExportTraceServiceRequest) -> (Vec<RawSpan>, Vec<String>) {
                 let mut attributes = kv_to_map(&s.attributes);
                 // Resource attributes describe the sender; keep the service
                 // name on root spans so the UI can show where a trace came from.
-                if parent_span_id.is_none() {
-                    if let Some(svc) = resource.get("service.name") {
-                        attributes
-                            .entry("service.name".to_string())
-                            .or_insert_with(|| svc.clone());
-                    }
+                if parent_span_id.is_none()
+                    && let Some(svc) = resource.get("service.name")
+                {
+                    attributes
+                        .entry("service.name".to_string())
+                        .or_insert_with(|| svc.clone());
                 }
                 let events = s
                     .events

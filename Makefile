@@ -1,0 +1,62 @@
+# tracebox — one command to run, one to test. See README.md.
+
+CARGO ?= cargo
+PYTHON ?= python3
+VENV_TRACING := .venv-tracing
+VENV_MLFLOW := .venv-mlflow
+DEBUG_BIN := target/debug/tracebox
+
+.PHONY: run build test test-rust test-e2e test-e2e-mlflow venvs lint fmt bench bench-compare clean help
+
+help:
+	@echo "make run            build (release) and serve on ./tracebox-data at http://127.0.0.1:5000"
+	@echo "make test           install test dependencies and run every test"
+	@echo "make lint           rustfmt and clippy, as CI runs them"
+	@echo "make bench          1M-trace search benchmark (tracebox bench)"
+	@echo "make bench-compare  side-by-side benchmark against a real MLflow server"
+
+run:
+	$(CARGO) run --release -- serve
+
+build:
+	$(CARGO) build --release
+
+# The light SDK and the full mlflow package must never share a venv.
+$(VENV_TRACING)/.installed: tests/e2e/requirements-tracing.txt
+	$(PYTHON) -m venv $(VENV_TRACING)
+	$(VENV_TRACING)/bin/pip install -q --disable-pip-version-check -r $<
+	@touch $@
+
+$(VENV_MLFLOW)/.installed: tests/e2e/requirements-mlflow.txt
+	$(PYTHON) -m venv $(VENV_MLFLOW)
+	$(VENV_MLFLOW)/bin/pip install -q --disable-pip-version-check -r $<
+	@touch $@
+
+venvs: $(VENV_TRACING)/.installed $(VENV_MLFLOW)/.installed
+
+test: venvs test-rust test-e2e test-e2e-mlflow
+
+test-rust:
+	$(CARGO) build
+	$(CARGO) nextest run --no-fail-fast
+
+test-e2e: $(VENV_TRACING)/.installed
+	$(CARGO) build
+	TRACEBOX_BIN=$(CURDIR)/$(DEBUG_BIN) $(VENV_TRACING)/bin/python -m pytest tests/e2e -q --ignore=tests/e2e/full_mlflow
+
+test-e2e-mlflow: $(VENV_MLFLOW)/.installed
+	$(CARGO) build
+	@if ls tests/e2e/full_mlflow/test_*.py >/dev/null 2>&1; then \
+		TRACEBOX_BIN=$(CURDIR)/$(DEBUG_BIN) $(VENV_MLFLOW)/bin/python -m pytest tests/e2e/full_mlflow -q; \
+	fi
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+clean:
+	rm -rf $(VENV_TRACING) $(VENV_MLFLOW)
+	$(CARGO) clean
