@@ -5,6 +5,7 @@
 //! persists them, the UI and judges read them.
 
 mod assessment;
+pub mod chat;
 mod ids;
 pub mod semconv;
 mod span;

@@ -100,6 +100,20 @@ impl Default for StoreOptions {
     }
 }
 
+/// Traces written by one ingestion job, by internal row id.
+#[derive(Debug, Clone, Default)]
+pub struct TracesWritten {
+    /// Every trace the job created or changed.
+    pub touched: Vec<i64>,
+    /// Traces whose root span or client-sent info arrived in this job.
+    pub completed: Vec<i64>,
+}
+
+/// Runs inside the ingestion transaction after traces are written, so that
+/// derived rows (judge queue entries, session aggregates, forwarding outbox)
+/// commit atomically with the data. A hook's error fails the whole job.
+pub type TraceHook = Arc<dyn Fn(&Connection, &TracesWritten) -> Result<()> + Send + Sync>;
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -110,6 +124,9 @@ struct Inner {
     path: PathBuf,
     writer: Writer,
     readers: ReadPool,
+    /// Registered once at start-up, read on every ingestion job; an RwLock
+    /// because writes are rare and reads must not contend.
+    hooks: parking_lot::RwLock<Vec<TraceHook>>,
 }
 
 impl Store {
@@ -134,12 +151,23 @@ impl Store {
                 path,
                 writer,
                 readers,
+                hooks: parking_lot::RwLock::new(Vec::new()),
             }),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Registers a hook run after every ingestion job (see [`TraceHook`]).
+    pub fn on_traces_written(&self, hook: TraceHook) {
+        self.inner.hooks.write().push(hook);
+    }
+
+    /// The hooks, for running inside a write job.
+    pub(crate) fn hooks(&self) -> Vec<TraceHook> {
+        self.inner.hooks.read().clone()
     }
 
     /// Runs `f` inside the group-commit transaction; resolves after commit.

@@ -28,6 +28,22 @@ pub struct IngestOutcome {
     pub spans_duplicate: usize,
     /// Internal ids of traces whose root span arrived in this job.
     pub completed_traces: Vec<i64>,
+    /// Internal ids of every trace that got at least one new span.
+    pub touched_traces: Vec<i64>,
+}
+
+fn run_hooks(
+    conn: &Connection,
+    hooks: &[super::TraceHook],
+    w: &super::TracesWritten,
+) -> Result<()> {
+    if w.touched.is_empty() {
+        return Ok(());
+    }
+    for h in hooks {
+        h(conn, w)?;
+    }
+    Ok(())
 }
 
 /// Trace info sent by a client (MLflow StartTraceV3).
@@ -226,6 +242,7 @@ fn ingest_trace_spans(
     if inserted == 0 {
         return Ok(());
     }
+    out.touched_traces.push(row.id);
     conn.prepare_cached(
         "UPDATE traces SET span_count = span_count + ?2,
              request_time = CASE WHEN has_root = 0 AND ?3 < request_time THEN ?3 ELSE request_time END,
@@ -640,17 +657,47 @@ pub fn delete_trace_rows(conn: &Connection, ids: &[i64]) -> Result<()> {
 }
 
 impl Store {
+    /// Stores spans and runs the ingestion hooks, in one transaction.
     pub async fn ingest_spans(
         &self,
         experiment_id: i64,
         batch: SpanBatch,
     ) -> Result<IngestOutcome> {
-        self.write(move |c| ingest_spans(c, experiment_id, batch))
-            .await
+        let hooks = self.hooks();
+        self.write(move |c| {
+            let out = ingest_spans(c, experiment_id, batch)?;
+            let written = super::TracesWritten {
+                touched: out.touched_traces.clone(),
+                completed: out.completed_traces.clone(),
+            };
+            run_hooks(c, &hooks, &written)?;
+            Ok(out)
+        })
+        .await
     }
 
-    pub async fn upsert_trace_info(&self, up: TraceUpsert) -> Result<TraceInfo> {
-        self.write(move |c| upsert_trace_info(c, up)).await
+    /// Stores client-sent trace info (and any assessments sent with it) and
+    /// runs the ingestion hooks, in one transaction.
+    pub async fn upsert_trace_info(
+        &self,
+        up: TraceUpsert,
+        assessments: Vec<crate::domain::Assessment>,
+    ) -> Result<TraceInfo> {
+        let hooks = self.hooks();
+        self.write(move |c| {
+            let info = upsert_trace_info(c, up)?;
+            let id = trace_rowid(c, &info.trace_id)?;
+            for a in assessments {
+                super::assessments::insert(c, id, a)?;
+            }
+            let written = super::TracesWritten {
+                touched: vec![id],
+                completed: vec![id],
+            };
+            run_hooks(c, &hooks, &written)?;
+            load_trace_info(c, id)
+        })
+        .await
     }
 
     pub async fn get_trace_info(&self, trace_id: String) -> Result<TraceInfo> {

@@ -346,17 +346,7 @@ async fn start_trace(
         .collect::<Result<Vec<_>, _>>()?;
     let stored = app
         .store
-        .write(move |c| {
-            let info = crate::store::traces::upsert_trace_info(c, TraceUpsert { info })?;
-            if assessments.is_empty() {
-                return Ok(info);
-            }
-            let id = crate::store::traces::trace_rowid(c, &info.trace_id)?;
-            for a in assessments {
-                crate::store::assessments::insert(c, id, a)?;
-            }
-            crate::store::traces::load_trace_info(c, id)
-        })
+        .upsert_trace_info(TraceUpsert { info }, assessments)
         .await?;
     Ok(Json(
         json!({"trace": {"trace_info": dto::trace_info(&stored)}}),
