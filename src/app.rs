@@ -12,6 +12,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::api::auth::Auth;
 use crate::config::Config;
+use crate::judge::Judges;
+use crate::judge::runner::RunnerHandle;
 use crate::metrics::Metrics;
 use crate::query::QueryEngine;
 use crate::store::{Store, StoreOptions};
@@ -29,6 +31,8 @@ pub struct AppState {
     /// Atomic counters; recording never blocks.
     pub metrics: Arc<Metrics>,
     pub auth: Arc<Auth>,
+    /// Judge models, queue gate; read-only handles (see `judge::Judges`).
+    pub judges: Judges,
 }
 
 impl AppState {
@@ -65,6 +69,8 @@ pub fn dir_size(dir: &std::path::Path) -> u64 {
 /// A started application: store open, workers running, not yet serving.
 pub struct App {
     pub state: AppState,
+    /// The judge runner, stopped after the HTTP server on shutdown.
+    judge_runner: Option<RunnerHandle>,
 }
 
 impl App {
@@ -77,14 +83,26 @@ impl App {
                 ..StoreOptions::default()
             },
         )?;
+        let metrics = Arc::new(Metrics::new());
+        let judges = Judges::from_config(&config);
+        // Judge evaluations are queued in the ingestion transaction itself.
+        judges.install_hook(&store, metrics.clone());
+        let query = QueryEngine::new(store.clone());
+        let judge_runner = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|_| judges.spawn_runner(store.clone(), query.clone(), metrics.clone()));
         let state = AppState {
-            query: QueryEngine::new(store.clone()),
+            query,
             store,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             auth: Arc::new(Auth::new(config.auth_token.clone())),
+            judges,
             config: Arc::new(config),
         };
-        Ok(App { state })
+        Ok(App {
+            state,
+            judge_runner,
+        })
     }
 
     /// The full HTTP application: API, UI, auth and security headers.
@@ -137,6 +155,9 @@ impl App {
         http.await?;
         if let Some(t) = grpc_task {
             let _ = t.await;
+        }
+        if let Some(r) = self.judge_runner {
+            r.stop().await;
         }
         Ok(())
     }

@@ -47,6 +47,8 @@ impl From<LogFormatArg> for LogFormat {
 pub enum Command {
     /// Run the server (MLflow API, OTLP, web UI).
     Serve(ServeArgs),
+    /// Manage LLM judges: list, add, start, stop, rm, backfill.
+    Judges(crate::judge::cli::JudgesArgs),
 }
 
 /// Options shared by every command that opens a data directory.

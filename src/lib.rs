@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod judge;
 pub mod logging;
 pub mod metrics;
 pub mod query;
@@ -23,6 +24,7 @@ use cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args.into_config()?),
+        Command::Judges(args) => judge::cli::run(args),
     }
 }
 

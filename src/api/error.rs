@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::judge::JudgeError;
 use crate::query::QueryError;
 use crate::store::StoreError;
 
@@ -150,6 +151,15 @@ impl From<QueryError> for ApiError {
             QueryError::Store(s) => s.into(),
             QueryError::Index(m) => ApiError::internal(m),
             other => ApiError::invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<JudgeError> for ApiError {
+    fn from(e: JudgeError) -> Self {
+        match e {
+            JudgeError::Store(s) => s.into(),
+            JudgeError::Query(q) => q.into(),
         }
     }
 }

@@ -1,10 +1,12 @@
-//! HTTP APIs: MLflow's REST API (`mlflow`), OTLP ingestion (`otlp`), and
-//! operational endpoints (`/health`, `/metrics`). Errors from every layer
+//! HTTP APIs: MLflow's REST API (`mlflow`), OTLP ingestion (`otlp`),
+//! tracebox's judge endpoints (`judges`), and operational endpoints
+//! (`/health`, `/metrics`). Errors from every layer
 //! become HTTP responses in `error`, the one place that maps them.
 
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod judges;
 pub mod mlflow;
 pub mod otlp;
 
@@ -22,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/health", get(|| async { "OK" }))
         .route("/metrics", get(metrics))
         .merge(mlflow::router())
+        .merge(judges::router())
         .merge(otlp::router())
 }
 

@@ -12,9 +12,11 @@
 
 pub mod assessments;
 pub mod experiments;
+pub mod judge_queue;
 mod migrate;
 mod pool;
 mod rows;
+pub mod scorers;
 pub mod traces;
 mod writer;
 
