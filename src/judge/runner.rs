@@ -356,6 +356,14 @@ impl Runner {
             {
                 match self.query.matches(t.trace, &f).await {
                     Ok(true) => {}
+                    Ok(false) if let Some(quiet_ms) = self.info_may_come(t.trace).await => {
+                        // Tags and metadata arrive with the trace info, which
+                        // the MLflow SDK may send after the spans: look again
+                        // (backing off as the trace stays quiet) rather than
+                        // dropping the trace.
+                        let again = now_ms() + self.cfg.settle_ms.max(500).max(quiet_ms);
+                        return self.release_trace(t.id, again).await;
+                    }
                     Ok(false) => {
                         self.record(&sv, &Outcome::Filtered);
                         return self.close_trace(t.id, Outcome::Filtered).await;
@@ -431,6 +439,23 @@ impl Runner {
                     }
                 }
             }
+        }
+    }
+
+    /// While a trace without client-sent info is recent enough that its
+    /// info (with the tags a filter may need) could still arrive: how long
+    /// it has been quiet (ms).
+    async fn info_may_come(&self, row: i64) -> Option<i64> {
+        let grace = self.cfg.grace_ms;
+        match self
+            .store
+            .read(move |c| judge_queue::trace_write_state(c, row))
+            .await
+        {
+            Ok(Some((false, last_update))) if last_update > now_ms() - grace => {
+                Some(now_ms() - last_update)
+            }
+            _ => None,
         }
     }
 

@@ -163,9 +163,9 @@ pub struct Readiness {
 }
 
 /// Ids of pending trace tasks whose trace is complete: root span present,
-/// trace info present when the MLflow SDK sent the spans (their root carries
-/// `mlflow.traceRequestId`), as many spans as `mlflow.trace.sizeStats`
-/// announced, and no write for the settle time. Read-only; claim them next.
+/// as many spans as `mlflow.trace.sizeStats` announced (when the client
+/// sent trace info), and no write for the settle time — or no write at all
+/// for the grace time. Read-only; claim them next.
 pub fn ready_trace_tasks(
     conn: &Connection,
     r: Readiness,
@@ -179,9 +179,6 @@ pub fn ready_trace_tasks(
            AND t.last_update <= ?1 - ?2
            AND (t.last_update <= ?1 - ?3 OR (
                 t.has_root = 1
-                AND (t.info_finalized = 1 OR NOT EXISTS (
-                     SELECT 1 FROM spans s WHERE s.trace = t.id AND s.parent_span_id IS NULL
-                       AND instr(s.attributes, '\"mlflow.traceRequestId\"') > 0))
                 AND t.span_count >= coalesce((
                      SELECT CASE WHEN json_valid(m.value) THEN json_extract(m.value, '$.num_spans') END
                      FROM trace_metadata m WHERE m.trace = t.id AND m.key = 'mlflow.trace.sizeStats'), 0)))
@@ -193,6 +190,15 @@ pub fn ready_trace_tasks(
             |row| row.get(0),
         )?
         .collect::<rusqlite::Result<_>>()?)
+}
+
+/// Whether the client's trace info has arrived, and the trace's last write
+/// (ms); `None` if the trace is gone.
+pub fn trace_write_state(conn: &Connection, row: i64) -> Result<Option<(bool, i64)>> {
+    Ok(conn
+        .prepare_cached("SELECT info_finalized, last_update FROM traces WHERE id = ?1")?
+        .query_row([row], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
 }
 
 /// A claimed trace task.

@@ -2,7 +2,9 @@
 //! temporary data directory and talks to it over HTTP, as clients do.
 //! One test binary (this crate) keeps link time down.
 
+mod fake_llm;
 mod harness;
+mod judges;
 mod mlflow_api;
 mod otlp_http;
 mod tidy;
