@@ -70,6 +70,10 @@ pub struct JudgeSettings {
     /// Pending evaluations kept before new ones are shed (and counted).
     #[serde(default = "default_queue_cap")]
     pub queue_capacity: usize,
+    /// A trace that never completes (root span or announced spans missing)
+    /// is judged anyway after this long without writes.
+    #[serde(default = "default_incomplete")]
+    pub incomplete_trace_secs: f64,
     /// Model for builtin judges registered without one (MLflow's default).
     #[serde(default)]
     pub default_model: Option<String>,
@@ -110,6 +114,9 @@ fn default_settle() -> f64 {
 fn default_queue_cap() -> usize {
     100_000
 }
+fn default_incomplete() -> f64 {
+    60.0
+}
 fn default_concurrency() -> usize {
     4
 }
@@ -141,6 +148,7 @@ impl Default for JudgeSettings {
             session_idle_secs: default_session_idle(),
             trace_settle_secs: default_settle(),
             queue_capacity: default_queue_cap(),
+            incomplete_trace_secs: default_incomplete(),
             default_model: None,
             max_concurrency: default_concurrency(),
             request_timeout_secs: default_timeout(),

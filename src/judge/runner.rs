@@ -49,9 +49,9 @@ impl RunnerConfig {
         let settle_ms = (s.trace_settle_secs.max(0.0) * 1000.0) as i64;
         RunnerConfig {
             settle_ms,
-            // Spans announced but missing, or trace info the MLflow SDK
-            // never sent: judge what arrived after a minute of silence.
-            grace_ms: settle_ms.max(60_000),
+            // Spans announced but missing (a client that dropped them):
+            // judge what arrived after this much silence.
+            grace_ms: settle_ms.max((s.incomplete_trace_secs.max(0.0) * 1000.0) as i64),
             session_idle_ms: (s.session_idle_secs.max(0.0) * 1000.0) as i64,
             lease_ms: (s.lease_secs.max(1.0) * 1000.0) as i64,
             max_in_flight: s.max_in_flight.max(1),

@@ -1246,3 +1246,54 @@ async fn cli_manages_judges_on_the_data_dir_and_over_http() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("Scorer with name 'nope' not found"));
 }
+
+#[tokio::test]
+async fn incomplete_traces_wait_then_are_judged_with_what_arrived() {
+    let fake = FakeLlm::start().await;
+    let (_d, s) = boot(&toml(&fake, "incomplete_trace_secs = 2.5"));
+    let c = s.client();
+    register(
+        &c,
+        "0",
+        "politeness",
+        &guidelines("politeness", "gateway:/judge"),
+    )
+    .await;
+    set_rate(&c, "0", "politeness", 1.0, None).await;
+    // Announced two spans, sent one (the root): not complete yet.
+    let partial = T::new(130, "q", "fine");
+    let mut info = partial.info("0");
+    info["trace"]["trace_info"]["trace_metadata"]["mlflow.trace.sizeStats"] =
+        json!("{\"num_spans\": 2}");
+    send_spans(&c, "0", std::slice::from_ref(&partial)).await;
+    c.post("/api/3.0/mlflow/traces", info).await;
+    // Trace info only: its spans never come.
+    let spanless = T::new(131, "q", "fine");
+    send_info(&c, "0", &spanless).await;
+    let sent = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(judged_by(&c, &partial.id(), "politeness").await.is_empty());
+    assert_eq!(fake.count(), 0, "waiting for the missing span");
+    wait_until(
+        "both judged after the grace time",
+        Duration::from_secs(20),
+        || async {
+            !judged_by(&c, &partial.id(), "politeness").await.is_empty()
+                && !judged_by(&c, &spanless.id(), "politeness").await.is_empty()
+        },
+    )
+    .await;
+    assert!(sent.elapsed() >= Duration::from_millis(2400));
+    assert_eq!(
+        judged_by(&c, &partial.id(), "politeness").await[0]["feedback"]["value"],
+        "yes"
+    );
+    let e = &judged_by(&c, &spanless.id(), "politeness").await[0];
+    assert_eq!(e["feedback"]["error"]["error_code"], "SCORER_ERROR");
+    assert!(
+        e["feedback"]["error"]["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("root span has none")
+    );
+}
