@@ -1297,3 +1297,93 @@ async fn incomplete_traces_wait_then_are_judged_with_what_arrived() {
             .contains("root span has none")
     );
 }
+
+#[tokio::test]
+async fn sigterm_hands_back_in_flight_evaluations() {
+    use std::io::{BufRead, BufReader};
+    let fake = FakeLlm::start().await;
+    fake.script([Reply::Slow(
+        Duration::from_secs(30),
+        Box::new(Reply::Verdict(json!("no"), "never delivered".into())),
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    // A long lease: only the hand-back on shutdown can free the task quickly.
+    std::fs::write(
+        dir.path().join("tracebox.toml"),
+        toml(&fake, "lease_secs = 300"),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tracebox"))
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--otlp-grpc-port",
+            "0",
+            "--data",
+        ])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(u) = line.strip_prefix("tracebox listening on ") {
+            break u.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let c = Client {
+        base: url,
+        http: reqwest::Client::new(),
+    };
+    register(
+        &c,
+        "0",
+        "politeness",
+        &guidelines("politeness", "gateway:/judge"),
+    )
+    .await;
+    set_rate(&c, "0", "politeness", 1.0, None).await;
+    let t = T::new(140, "q", "fine");
+    send(&c, "0", &t).await;
+    wait_until("the call in flight", Duration::from_secs(20), || async {
+        fake.count() == 1
+    })
+    .await;
+    let st = status(&c, "0").await;
+    assert_eq!(judge(&st, "politeness")["running"], 1);
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let stopped = Instant::now();
+    let code = loop {
+        if let Some(code) = child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(15),
+            "tracebox did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(code.success(), "{code:?}");
+    // Restarted, the evaluation is pending again and runs at once.
+    let s = Server::start_in(dir.path(), &[]);
+    let c = s.client();
+    wait_until(
+        "the handed-back evaluation",
+        Duration::from_secs(20),
+        || async { judged_by(&c, &t.id(), "politeness").await.len() == 1 },
+    )
+    .await;
+    assert_eq!(
+        judged_by(&c, &t.id(), "politeness").await[0]["feedback"]["value"],
+        "yes"
+    );
+}
