@@ -54,7 +54,8 @@ CREATE TABLE judge_tasks (
     UNIQUE (trace, scorer_id)
 );
 CREATE INDEX judge_tasks_open ON judge_tasks (state, id) WHERE state IN ('pending', 'running');
-CREATE INDEX judge_tasks_scorer ON judge_tasks (scorer_id, state, verdict);
+-- Covers the status counts (GROUP BY scorer_id, state, verdict; max(finished_at)).
+CREATE INDEX judge_tasks_scorer ON judge_tasks (scorer_id, state, verdict, finished_at);
 CREATE INDEX judge_tasks_batch ON judge_tasks (batch, state) WHERE batch IS NOT NULL;
 
 -- One evaluation of one session (conversation) by one session-level scorer.
@@ -80,5 +81,5 @@ CREATE TABLE judge_session_tasks (
 );
 CREATE INDEX judge_session_tasks_open ON judge_session_tasks (state, last_activity)
     WHERE state IN ('pending', 'running');
-CREATE INDEX judge_session_tasks_scorer ON judge_session_tasks (scorer_id, state, verdict);
+CREATE INDEX judge_session_tasks_scorer ON judge_session_tasks (scorer_id, state, verdict, finished_at);
 CREATE INDEX judge_session_tasks_batch ON judge_session_tasks (batch, state) WHERE batch IS NOT NULL;

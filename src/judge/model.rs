@@ -87,8 +87,10 @@ struct Circuit {
     open_until: Option<Instant>,
     /// How many times in a row it opened (the pause doubles each time).
     openings: u32,
-    /// A half-open probe is in flight; other calls wait.
-    probing: bool,
+    /// A half-open probe is in flight (since then); other calls wait. A
+    /// probe older than a few timeouts is presumed lost (its task was
+    /// cancelled) and another call may probe.
+    probing: Option<Instant>,
     last_error: Option<String>,
 }
 
@@ -313,7 +315,7 @@ impl Models {
         let ep = self.endpoint(t);
         let mut retries = 0u32;
         loop {
-            let probe = self.enter(&ep)?;
+            let probe = self.enter(&ep, t.timeout)?;
             let with_rf =
                 req.response_format.is_some() && !ep.no_response_format.load(Ordering::Relaxed);
             let attempt = {
@@ -332,7 +334,7 @@ impl Models {
                     tracing::info!(endpoint = %ep.key, "endpoint rejects response_format; retrying without it");
                     ep.no_response_format.store(true, Ordering::Relaxed);
                     if probe {
-                        ep.circuit.lock().probing = false;
+                        ep.circuit.lock().probing = None;
                     }
                 }
                 Attempt::NoResponseFormat => {
@@ -376,7 +378,7 @@ impl Models {
 
     /// Admits a call through the circuit. `Ok(true)` when this call is the
     /// half-open probe.
-    fn enter(&self, ep: &Endpoint) -> Result<bool, ModelError> {
+    fn enter(&self, ep: &Endpoint, timeout: Duration) -> Result<bool, ModelError> {
         let mut c = ep.circuit.lock();
         let now = Instant::now();
         match c.open_until {
@@ -390,13 +392,18 @@ impl Models {
                     c.last_error.as_deref().unwrap_or("?")
                 ),
             }),
-            Some(_) if c.probing => Err(ModelError::Paused {
-                endpoint: ep.key.clone(),
-                until_ms: now_ms() + 1000,
-                reason: "waiting for the probe call to a recovering endpoint".into(),
-            }),
+            Some(_)
+                if c.probing
+                    .is_some_and(|p| p.elapsed() < timeout.saturating_mul(3)) =>
+            {
+                Err(ModelError::Paused {
+                    endpoint: ep.key.clone(),
+                    until_ms: now_ms() + 1000,
+                    reason: "waiting for the probe call to a recovering endpoint".into(),
+                })
+            }
             Some(_) => {
-                c.probing = true;
+                c.probing = Some(Instant::now());
                 Ok(true)
             }
         }
@@ -413,7 +420,7 @@ impl Models {
         let mut c = ep.circuit.lock();
         c.last_error = Some(message.clone());
         if probe {
-            c.probing = false;
+            c.probing = None;
         }
         if !counts {
             return None;
