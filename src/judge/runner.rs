@@ -407,6 +407,18 @@ impl Runner {
                 return self.close_trace(t.id, o).await;
             }
         };
+        // Expectations logged with the trace arrive with its info: wait for
+        // it (up to the grace time) before judging against expectations.
+        if spec.needs_expectations()
+            && !detail
+                .info
+                .metadata
+                .contains_key(crate::domain::metadata_keys::INFO_FINALIZED)
+            && let Some(quiet_ms) = self.info_may_come(row).await
+        {
+            let again = now_ms() + self.cfg.settle_ms.max(500).max(quiet_ms);
+            return self.release_trace(t.id, again).await;
+        }
         match evaluate::evaluate_trace(&self.models, &sv, &spec, &detail).await {
             Err(Paused { until_ms, reason }) => {
                 tracing::debug!(%reason, "judge endpoint paused; evaluation re-queued");

@@ -64,6 +64,17 @@ impl ScorerSpec {
     pub fn needs_model(&self) -> bool {
         !matches!(self.kind, Kind::Pii { .. } | Kind::Unsupported { .. })
     }
+    /// Whether the judge reads the trace's logged expectations (which the
+    /// MLflow SDK sends with the trace info, possibly after the spans).
+    pub fn needs_expectations(&self) -> bool {
+        match &self.kind {
+            Kind::Correctness | Kind::ExpectationsGuidelines => true,
+            Kind::Instructions(i) | Kind::Session(i) => template_variables(&i.instructions)
+                .iter()
+                .any(|v| v == "expectations"),
+            _ => false,
+        }
+    }
     /// A short label for listings ("Guidelines", "make_judge", ...).
     pub fn kind_label(&self) -> String {
         match &self.kind {

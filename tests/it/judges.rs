@@ -1387,3 +1387,42 @@ async fn sigterm_hands_back_in_flight_evaluations() {
         "yes"
     );
 }
+
+#[tokio::test]
+async fn correctness_waits_for_expectations_sent_with_the_trace_info() {
+    let fake = FakeLlm::start().await;
+    let (_d, s) = boot(&toml(&fake, ""));
+    let c = s.client();
+    register(
+        &c,
+        "0",
+        "correctness",
+        &builtin("correctness", "Correctness", Some("gateway:/judge")),
+    )
+    .await;
+    set_rate(&c, "0", "correctness", 1.0, None).await;
+    let t = T::new(150, "Capital of France?", "Paris.");
+    send_spans(&c, "0", std::slice::from_ref(&t)).await;
+    // Well past the settle time, the SDK's trace info arrives carrying the
+    // expectation logged during the request.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut info = t.info("0");
+    info["trace"]["trace_info"]["assessments"] = json!([{
+        "assessment_name": "expected_response", "trace_id": t.id(),
+        "source": {"source_type": "HUMAN", "source_id": "me"},
+        "expectation": {"value": "Paris"}}]);
+    let r = c.post("/api/3.0/mlflow/traces", info).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_until(
+        "the correctness verdict",
+        Duration::from_secs(20),
+        || async { !judged_by(&c, &t.id(), "correctness").await.is_empty() },
+    )
+    .await;
+    let a = &judged_by(&c, &t.id(), "correctness").await[0];
+    assert_eq!(
+        a["feedback"]["value"], "yes",
+        "judged with the expectation: {a}"
+    );
+    assert!(fake.seen()[0].prompt().contains("<claim>Paris</claim>"));
+}
