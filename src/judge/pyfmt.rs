@@ -413,6 +413,27 @@ mod tests {
     }
 
     #[test]
+    fn tricky_values_like_cpython() {
+        // Expected strings printed by CPython 3.11 for the same JSON.
+        let v: Value = serde_json::from_str(
+            r#"{"a": [1e22, 0.30000000000000004, -0.0, 1.5e-7, 100.0], "s": "tab\there \u00e9\u2028 \\ back", "q": "it's \"quoted\"", "e": "\u007f\u0000"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            py_repr(&v),
+            "{'a': [1e+22, 0.30000000000000004, -0.0, 1.5e-07, 100.0], 's': 'tab\\there \u{e9}\\u2028 \\\\ back', 'q': 'it\\'s \"quoted\"', 'e': '\\x7f\\x00'}"
+        );
+        assert_eq!(
+            json_dumps(&v),
+            "{\"a\": [1e+22, 0.30000000000000004, -0.0, 1.5e-07, 100.0], \"s\": \"tab\\there \\u00e9\\u2028 \\\\ back\", \"q\": \"it's \\\"quoted\\\"\", \"e\": \"\\u007f\\u0000\"}"
+        );
+        assert_eq!(
+            json_dumps_pretty(&v),
+            "{\n  \"a\": [\n    1e+22,\n    0.30000000000000004,\n    -0.0,\n    1.5e-07,\n    100.0\n  ],\n  \"s\": \"tab\\there \u{e9}\u{2028} \\\\ back\",\n  \"q\": \"it's \\\"quoted\\\"\",\n  \"e\": \"\u{7f}\\u0000\"\n}"
+        );
+    }
+
+    #[test]
     fn inputs_and_outputs_like_mlflow() {
         assert_eq!(inputs_to_str(None), " ");
         assert_eq!(
