@@ -315,15 +315,14 @@ impl Models {
         let ep = self.endpoint(t);
         let mut retries = 0u32;
         loop {
+            // The circuit is checked after waiting for a slot, so calls
+            // queued behind the limit do not go out once it has opened.
+            let permit = ep.sem.clone().acquire_owned().await;
             let probe = self.enter(&ep, t.timeout)?;
             let with_rf =
                 req.response_format.is_some() && !ep.no_response_format.load(Ordering::Relaxed);
-            let attempt = {
-                let permit = ep.sem.clone().acquire_owned().await;
-                let r = self.attempt(t, req, with_rf).await;
-                drop(permit);
-                r
-            };
+            let attempt = self.attempt(t, req, with_rf).await;
+            drop(permit);
             match attempt {
                 Attempt::Ok(reply) => {
                     let mut c = ep.circuit.lock();

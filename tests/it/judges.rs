@@ -655,7 +655,9 @@ async fn circuit_pauses_a_failing_endpoint_then_recovers() {
     fake.set_default(|_| Reply::Status(503, None));
     let (_d, s) = boot(&toml(
         &fake,
-        "max_retries = 1\ncircuit_failures = 3\ncircuit_open_secs = 2\nmax_concurrency = 1",
+        // More retries than failures to open the circuit: no evaluation gives
+        // up before the endpoint is paused.
+        "max_retries = 10\ncircuit_failures = 3\ncircuit_open_secs = 3\nmax_concurrency = 1",
     ));
     let c = s.client();
     register(
@@ -914,7 +916,7 @@ async fn session_judge_fires_after_idle_and_replaces_its_verdict() {
             Reply::Verdict(json!("yes"), "ok".into())
         }
     });
-    let (_d, s) = boot(&toml(&fake, "session_idle_secs = 1.5"));
+    let (_d, s) = boot(&toml(&fake, "session_idle_secs = 3"));
     let c = s.client();
     register(
         &c,
