@@ -15,7 +15,9 @@ pub mod experiments;
 mod migrate;
 mod pool;
 mod rows;
+pub mod stats;
 pub mod traces;
+pub mod views;
 mod writer;
 
 use std::path::{Path, PathBuf};
