@@ -29,6 +29,8 @@ pub struct AppState {
     /// Atomic counters; recording never blocks.
     pub metrics: Arc<Metrics>,
     pub auth: Arc<Auth>,
+    /// Web UI login sessions; a mutex-guarded map inside (see `web::session`).
+    pub sessions: Arc<crate::web::Sessions>,
 }
 
 impl AppState {
@@ -82,6 +84,7 @@ impl App {
             store,
             metrics: Arc::new(Metrics::new()),
             auth: Arc::new(Auth::new(config.auth_token.clone())),
+            sessions: Arc::new(crate::web::Sessions::default()),
             config: Arc::new(config),
         };
         Ok(App { state })
@@ -92,7 +95,7 @@ impl App {
         let state = self.state.clone();
         Router::new()
             .merge(crate::api::router())
-            .merge(crate::web::router())
+            .merge(crate::web::router(state.clone()))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 crate::api::auth::require_auth,

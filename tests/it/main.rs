@@ -6,3 +6,4 @@ mod harness;
 mod mlflow_api;
 mod otlp_http;
 mod tidy;
+mod web;
