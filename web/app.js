@@ -241,6 +241,14 @@
     if (score) score.addEventListener("input", function () {
       if (score.value) radios.forEach(function (r) { r.checked = false; r.dataset.was = ""; });
     });
+    // "Your name" is remembered in this browser for the next feedback.
+    doc.querySelectorAll("input[data-remember]").forEach(function (input) {
+      var key = "tracebox-" + input.getAttribute("data-remember");
+      try {
+        if (!input.value) input.value = localStorage.getItem(key) || "";
+        input.form.addEventListener("submit", function () { localStorage.setItem(key, input.value); });
+      } catch (e) { /* storage disabled */ }
+    });
   }
 
   // ---- menus and the shortcuts dialog --------------------------------------

@@ -160,11 +160,12 @@ fn object_preview(o: &serde_json::Map<String, Value>) -> Option<String> {
     None
 }
 
-/// What a request or response preview says, readably: the last user
-/// message or the assistant's answer when it is a chat, the value itself
-/// when it is a single string, compact JSON otherwise. Previews are cut at
-/// 1000 characters and may not parse; then the raw text is shown.
-pub fn preview(raw: &str, is_request: bool, n: usize) -> String {
+/// What a request or response preview says, readably, on one line: the
+/// last user message or the assistant's answer when it is a chat, a telling
+/// text field, the value itself when it is a single string, compact JSON
+/// otherwise. Previews are cut at 1000 characters and may not parse; then
+/// the raw text is shown.
+pub fn preview_text(raw: &str, is_request: bool) -> String {
     let text = match serde_json::from_str::<Value>(raw) {
         Ok(v) => {
             let chat = if is_request {
@@ -180,12 +181,70 @@ pub fn preview(raw: &str, is_request: bool, n: usize) -> String {
         }
         Err(_) => raw.to_string(),
     };
-    truncate(&one_line(&text), n)
+    one_line(&text)
+}
+
+/// A piece of a snippet; `hit` pieces match the searched text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub text: String,
+    pub hit: bool,
+}
+
+fn same_char(a: char, b: char) -> bool {
+    a == b || a.to_lowercase().eq(b.to_lowercase())
+}
+
+/// About `n` characters of `text` around the first case-insensitive match
+/// of `needle`, with every match in the window marked. Without a match (or
+/// a needle) it is the start of the text.
+pub fn snippet(text: &str, needle: &str, n: usize) -> Vec<Part> {
+    let chars: Vec<char> = text.chars().collect();
+    let pat: Vec<char> = needle.trim().chars().collect();
+    let matches_at = |i: usize| {
+        !pat.is_empty()
+            && i + pat.len() <= chars.len()
+            && pat.iter().zip(&chars[i..]).all(|(p, c)| same_char(*p, *c))
+    };
+    let first = (0..chars.len()).find(|&i| matches_at(i));
+    let start = first.map(|i| i.saturating_sub(n / 3)).unwrap_or(0);
+    let end = (start + n).min(chars.len());
+    let mut parts: Vec<Part> = Vec::new();
+    let mut push = |text: String, hit: bool| {
+        if text.is_empty() {
+            return;
+        }
+        match parts.last_mut() {
+            Some(last) if last.hit == hit && !hit => last.text.push_str(&text),
+            _ => parts.push(Part { text, hit }),
+        }
+    };
+    if start > 0 {
+        push("…".into(), false);
+    }
+    let mut i = start;
+    while i < end {
+        if matches_at(i) && i + pat.len() <= end {
+            push(chars[i..i + pat.len()].iter().collect(), true);
+            i += pat.len();
+        } else {
+            push(chars[i].to_string(), false);
+            i += 1;
+        }
+    }
+    if end < chars.len() {
+        push("…".into(), false);
+    }
+    parts
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn preview(raw: &str, is_request: bool, n: usize) -> String {
+        truncate(&preview_text(raw, is_request), n)
+    }
 
     #[test]
     fn numbers_and_durations() {
@@ -201,6 +260,19 @@ mod tests {
         assert_eq!(duration_ms(3_720_000.0), "1h 02m");
         assert_eq!(percent(0.1234), "12%");
         assert_eq!(percent(0.0123), "1.2%");
+    }
+
+    #[test]
+    fn snippets_center_on_the_match() {
+        let text = format!("{} the Refund policy {}", "a".repeat(200), "b".repeat(200));
+        let parts = snippet(&text, "refund", 60);
+        assert_eq!(parts[0].text.chars().next(), Some('…'));
+        assert!(parts.iter().any(|p| p.hit && p.text == "Refund"));
+        assert!(parts.last().unwrap().text.ends_with('…'));
+        let plain = snippet("short text", "", 60);
+        assert_eq!(plain, vec![Part { text: "short text".into(), hit: false }]);
+        let two = snippet("ab AB ab", "ab", 60);
+        assert_eq!(two.iter().filter(|p| p.hit).count(), 3);
     }
 
     #[test]

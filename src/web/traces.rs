@@ -247,13 +247,16 @@ pub struct Row {
     pub tokens: String,
     pub user: Option<FacetLink>,
     pub session: Option<FacetLink>,
-    pub request: String,
-    pub response: String,
+    pub request: Vec<format::Part>,
+    pub response: Vec<format::Part>,
     pub chips: Vec<Chip>,
     pub more_chips: usize,
 }
 
-fn row(info: &TraceInfo) -> Row {
+/// Characters of request/response shown per row.
+const PREVIEW_CHARS: usize = 160;
+
+fn row(info: &TraceInfo, needle: &str) -> Row {
     let (status_class, status_label) = status(info.state);
     let valid: Vec<&Assessment> = info.assessments.iter().filter(|a| a.valid).collect();
     let chips: Vec<Chip> = valid.iter().take(3).map(|a| chip(a)).collect();
@@ -285,12 +288,12 @@ fn row(info: &TraceInfo) -> Row {
         request: info
             .request_preview
             .as_deref()
-            .map(|p| format::preview(p, true, 160))
+            .map(|p| format::snippet(&format::preview_text(p, true), needle, PREVIEW_CHARS))
             .unwrap_or_default(),
         response: info
             .response_preview
             .as_deref()
-            .map(|p| format::preview(p, false, 160))
+            .map(|p| format::snippet(&format::preview_text(p, false), needle, PREVIEW_CHARS))
             .unwrap_or_default(),
         more_chips: valid.len().saturating_sub(chips.len()),
         chips,
@@ -435,7 +438,8 @@ pub async fn list(
         };
         match result {
             Ok(page) => {
-                rows = page.traces.iter().map(row).collect();
+                let needle = query.q.trim();
+                rows = page.traces.iter().map(|t| row(t, needle)).collect();
                 next_token = page.next_page_token;
             }
             Err(e @ (QueryError::Parse { .. } | QueryError::Invalid(_))) => {

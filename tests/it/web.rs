@@ -660,6 +660,7 @@ async fn trace_list_filters_pages_sorts_and_searches() {
     let found = w.get(&format!("{base}?q=needle")).await;
     assert_eq!(found.rows(), 1);
     assert!(found.body.contains(&hex_of(1077)));
+    assert!(found.body.contains("<mark>needle</mark>"), "the match is highlighted");
 
     // Slowest first: durations grow with i.
     let slow = w.get(&format!("{base}?sort=latency&dir=desc")).await;
