@@ -205,7 +205,12 @@ pub struct Recomputed {
 const ROW_COLUMNS: &str = "t.request_time, t.state = 'ERROR', t.execution_time, t.input_tokens, \
      t.output_tokens, t.total_tokens";
 
-type RowVals = (i64, bool, Option<i64>, (Option<i64>, Option<i64>, Option<i64>));
+type RowVals = (
+    i64,
+    bool,
+    Option<i64>,
+    (Option<i64>, Option<i64>, Option<i64>),
+);
 
 fn row_vals(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowVals> {
     Ok((
@@ -442,9 +447,8 @@ pub fn activity(
             a.daily[(day - first_day) as usize] += n;
         }
     }
-    let mut last = conn.prepare_cached(
-        "SELECT max(request_time) FROM traces WHERE experiment_id = ?1",
-    )?;
+    let mut last =
+        conn.prepare_cached("SELECT max(request_time) FROM traces WHERE experiment_id = ?1")?;
     let ids: Vec<i64> = conn
         .prepare_cached("SELECT experiment_id FROM experiments")?
         .query_map([], |r| r.get(0))?

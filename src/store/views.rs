@@ -77,19 +77,30 @@ fn span_summaries(conn: &Connection, trace: i64) -> Result<(Vec<SpanSummary>, bo
     Ok((out, truncated))
 }
 
-fn load_span(conn: &Connection, trace: i64, trace_id: &str, span: OtelSpanId) -> Result<Option<Span>> {
+fn load_span(
+    conn: &Connection,
+    trace: i64,
+    trace_id: &str,
+    span: OtelSpanId,
+) -> Result<Option<Span>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {SPAN_COLUMNS} FROM spans s WHERE s.trace = ?1 AND s.span_id = ?2"
     ))?;
     let otel = otel_id_for(trace_id);
-    stmt.query_row(params![trace, span.0.to_vec()], |r| Ok(span_from_row(r, otel)))
-        .optional()?
-        .transpose()
+    stmt.query_row(params![trace, span.0.to_vec()], |r| {
+        Ok(span_from_row(r, otel))
+    })
+    .optional()?
+    .transpose()
 }
 
 /// Everything the trace page shows; `span` picks the span whose details
 /// are loaded (unknown ids fall back to the root).
-pub fn trace_view(conn: &Connection, trace_id: &str, span: Option<OtelSpanId>) -> Result<TraceView> {
+pub fn trace_view(
+    conn: &Connection,
+    trace_id: &str,
+    span: Option<OtelSpanId>,
+) -> Result<TraceView> {
     let row = trace_rowid(conn, trace_id)?;
     let info = load_trace_info(conn, row)?;
     let (spans, truncated) = span_summaries(conn, row)?;
@@ -147,7 +158,11 @@ pub fn most_recent_experiment(conn: &Connection) -> Result<Option<i64>> {
 }
 
 impl Store {
-    pub async fn trace_view(&self, trace_id: String, span: Option<OtelSpanId>) -> Result<TraceView> {
+    pub async fn trace_view(
+        &self,
+        trace_id: String,
+        span: Option<OtelSpanId>,
+    ) -> Result<TraceView> {
         self.read(move |c| trace_view(c, &trace_id, span)).await
     }
 

@@ -116,11 +116,7 @@ pub fn bucket_label(t_ms: i64, bucket_ms: i64) -> String {
     } else {
         let end: DateTime<Utc> =
             DateTime::from_timestamp_millis(t_ms + bucket_ms).unwrap_or_default();
-        format!(
-            "{}–{} UTC",
-            dt.format("%b %-d %H:%M"),
-            end.format("%H:%M")
-        )
+        format!("{}–{} UTC", dt.format("%b %-d %H:%M"), end.format("%H:%M"))
     }
 }
 
@@ -353,7 +349,13 @@ pub fn spark(values: &[u64]) -> Spark {
             format!("{},{}", f(x), f(y))
         })
         .collect();
-    let area = format!("0,{} {} {},{}", f(SPARK_H), pts.join(" "), f(SPARK_W), f(SPARK_H));
+    let area = format!(
+        "0,{} {} {},{}",
+        f(SPARK_H),
+        pts.join(" "),
+        f(SPARK_W),
+        f(SPARK_H)
+    );
     Spark {
         line: pts.join(" "),
         area,

@@ -214,7 +214,10 @@ fn charts(series: &Series) -> Vec<Chart> {
         ),
         chart::stacked_bars(
             "Tokens",
-            format!("{} tokens, {per}", format::compact(total.total_tokens as f64)),
+            format!(
+                "{} tokens, {per}",
+                format::compact(total.total_tokens as f64)
+            ),
             &starts,
             b,
             &[
@@ -256,7 +259,11 @@ fn kpis(total: &Agg) -> Vec<Kpi> {
                 1 => "1 error".to_string(),
                 n => format!("{} errors", format::int(n as i64)),
             },
-            class: if rate.unwrap_or(0.0) >= 0.05 { "bad" } else { "" },
+            class: if rate.unwrap_or(0.0) >= 0.05 {
+                "bad"
+            } else {
+                ""
+            },
         },
         Kpi {
             label: "Latency p50",

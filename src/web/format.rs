@@ -41,7 +41,7 @@ pub fn int(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -270,7 +270,13 @@ mod tests {
         assert!(parts.iter().any(|p| p.hit && p.text == "Refund"));
         assert!(parts.last().unwrap().text.ends_with('…'));
         let plain = snippet("short text", "", 60);
-        assert_eq!(plain, vec![Part { text: "short text".into(), hit: false }]);
+        assert_eq!(
+            plain,
+            vec![Part {
+                text: "short text".into(),
+                hit: false
+            }]
+        );
         let two = snippet("ab AB ab", "ab", 60);
         assert_eq!(two.iter().filter(|p| p.hit).count(), 3);
     }

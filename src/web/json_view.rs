@@ -65,11 +65,7 @@ impl Walk {
         if self.out.len() >= MAX_NODES {
             if !self.budget_hit {
                 self.budget_hit = true;
-                self.leaf(
-                    None,
-                    "… more not shown (open the raw JSON)".into(),
-                    "jx",
-                );
+                self.leaf(None, "… more not shown (open the raw JSON)".into(), "jx");
             }
             return;
         }

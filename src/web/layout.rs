@@ -45,7 +45,7 @@ impl Chrome {
                 name: e.name,
             })
             .collect();
-        experiments.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+        experiments.sort_by_key(|e| e.name.to_lowercase());
         let experiment = match experiment_id {
             None => None,
             Some(id) => match experiments.iter().find(|e| e.id == id) {

@@ -152,12 +152,34 @@ mod tests {
         );
         assert_eq!(resolve("", "", "", "", now, "7d").unwrap().key, "7d");
         assert_eq!(resolve("bogus", "", "", "", now, "all").unwrap().key, "all");
-        let c = resolve("custom", "2026-01-01T10:00", "2026-01-01T12:00", "-60", now, "all")
-            .unwrap();
+        let c = resolve(
+            "custom",
+            "2026-01-01T10:00",
+            "2026-01-01T12:00",
+            "-60",
+            now,
+            "all",
+        )
+        .unwrap();
         // 10:00 at UTC+1 is 09:00 UTC.
         assert_eq!(c.from_ms, Some(1_767_258_000_000));
         assert!(resolve("custom", "yesterday", "", "", now, "all").is_err());
-        assert!(resolve("custom", "2026-01-02T00:00", "2026-01-01T00:00", "", now, "all").is_err());
-        assert_eq!(resolve("all", "", "", "", now, "7d").unwrap().filter_clause(), None);
+        assert!(
+            resolve(
+                "custom",
+                "2026-01-02T00:00",
+                "2026-01-01T00:00",
+                "",
+                now,
+                "all"
+            )
+            .is_err()
+        );
+        assert_eq!(
+            resolve("all", "", "", "", now, "7d")
+                .unwrap()
+                .filter_clause(),
+            None
+        );
     }
 }

@@ -331,12 +331,8 @@ pub async fn login(
     }
     if form.token.is_empty() || !app.auth.token_matches(&form.token) {
         tokio::time::sleep(FAILED_LOGIN_DELAY).await;
-        let mut resp = LoginPage::new(
-            next,
-            ctx.csrf,
-            Some("That token is not right. Use the value of --auth-token (TRACEBOX_AUTH_TOKEN).".into()),
-        )
-        .into_response();
+        let mut resp =
+            LoginPage::new(next, ctx.csrf, Some("That token is not right.".into())).into_response();
         *resp.status_mut() = StatusCode::UNAUTHORIZED;
         return resp;
     }
@@ -394,7 +390,10 @@ mod tests {
         let h = headers(&[("cookie", &format!("a=b; {SESSION_COOKIE}={id}"))]);
         let csrf = s.lookup(&h).unwrap();
         assert_eq!(csrf.len(), 64);
-        assert!(s.lookup(&headers(&[("cookie", "tracebox_session=nope")])).is_none());
+        assert!(
+            s.lookup(&headers(&[("cookie", "tracebox_session=nope")]))
+                .is_none()
+        );
         s.remove(&h);
         assert!(s.lookup(&h).is_none());
     }

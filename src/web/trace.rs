@@ -116,15 +116,12 @@ fn tree(spans: &[SpanSummary], selected: Option<OtelSpanId>, trace_id: &str) -> 
     // Roots first; then anything a parent cycle (hostile input) hid.
     let starts: Vec<usize> = roots.into_iter().chain(0..spans.len()).collect();
     let mut next_start = starts.into_iter();
-    loop {
-        let Some((i, depth)) = stack.pop().or_else(|| {
-            next_start
-                .by_ref()
-                .find(|i| !seen.contains(&spans[*i].span_id))
-                .map(|i| (i, 0))
-        }) else {
-            break;
-        };
+    while let Some((i, depth)) = stack.pop().or_else(|| {
+        next_start
+            .by_ref()
+            .find(|i| !seen.contains(&spans[*i].span_id))
+            .map(|i| (i, 0))
+    }) {
         let s = &spans[i];
         if !seen.insert(s.span_id) {
             continue;
@@ -368,11 +365,7 @@ fn detail(s: &Span, trace_id: &str) -> SpanDetail {
         attributes: kv_rows(&s.attributes),
         events,
         exceptions,
-        json_href: format!(
-            "{}/spans/{}/json",
-            trace_href(trace_id),
-            s.span_id.to_hex()
-        ),
+        json_href: format!("{}/spans/{}/json", trace_href(trace_id), s.span_id.to_hex()),
     }
 }
 
@@ -448,10 +441,7 @@ fn assessment_rows(view: &TraceView) -> Vec<AssessmentRow> {
                         s
                     })
                     .unwrap_or_default(),
-                delete_action: format!(
-                    "{base}/assessments/{}/delete",
-                    urlencode(&a.assessment_id)
-                ),
+                delete_action: format!("{base}/assessments/{}/delete", urlencode(&a.assessment_id)),
             }
         })
         .collect();
@@ -500,9 +490,7 @@ fn header_view(v: &TraceView) -> Header {
             .map(|ms| format::duration_ms(ms as f64))
             .unwrap_or_else(|| "—".into()),
         tokens: token_text(&info.tokens),
-        user: info
-            .user_id()
-            .map(|u| facet(info, metadata_keys::USER, u)),
+        user: info.user_id().map(|u| facet(info, metadata_keys::USER, u)),
         session: info
             .session_id()
             .map(|s| facet(info, metadata_keys::SESSION, s)),
@@ -596,9 +584,8 @@ pub async fn page(
     .await?;
     let selected = view.selected.as_ref().map(|s| s.span_id);
     let base = trace_href(&trace_id);
-    let saved = form_message(&q.saved).filter(|_| {
-        matches!(q.saved.as_str(), "feedback" | "expectation" | "deleted")
-    });
+    let saved = form_message(&q.saved)
+        .filter(|_| matches!(q.saved.as_str(), "feedback" | "expectation" | "deleted"));
     let form_error = form_message(&q.error).filter(|_| saved.is_none());
     Ok(TracePage {
         header: header_view(&view),
@@ -751,9 +738,7 @@ pub async fn add_feedback(
         ("up", true) => Value::Bool(true),
         ("down", true) => Value::Bool(false),
         (_, false) => match score.parse::<f64>() {
-            Ok(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e15 => {
-                Value::from(x as i64)
-            }
+            Ok(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e15 => Value::from(x as i64),
             Ok(x) if x.is_finite() => Value::from(x),
             _ => return fail("bad-score"),
         },

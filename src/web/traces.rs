@@ -15,9 +15,7 @@ use super::layout::Chrome;
 use super::range::{self, RangeOption};
 use super::session::Ctx;
 use crate::app::AppState;
-use crate::domain::{
-    Assessment, AssessmentKind, TraceInfo, TraceState, metadata_keys, now_ms,
-};
+use crate::domain::{Assessment, AssessmentKind, TraceInfo, TraceState, metadata_keys, now_ms};
 use crate::query::{QueryError, SearchRequest, parse_filter};
 
 /// Rows per page: what fits a laptop screen twice over.
@@ -260,9 +258,7 @@ fn row(info: &TraceInfo, needle: &str) -> Row {
     let (status_class, status_label) = status(info.state);
     let valid: Vec<&Assessment> = info.assessments.iter().filter(|a| a.valid).collect();
     let chips: Vec<Chip> = valid.iter().take(3).map(|a| chip(a)).collect();
-    let user = info
-        .user_id()
-        .map(|u| facet(info, metadata_keys::USER, u));
+    let user = info.user_id().map(|u| facet(info, metadata_keys::USER, u));
     let session = info
         .session_id()
         .map(|s| facet(info, metadata_keys::SESSION, s));
@@ -368,20 +364,14 @@ pub async fn list(
     let chrome = Chrome::new(&app, &ctx, "Traces", "traces", Some(experiment_id)).await?;
     let base = format!("/experiments/{experiment_id}/traces");
     let now = now_ms();
-    let (range, range_error) = match range::resolve(
-        &query.range,
-        &query.from,
-        &query.to,
-        &query.tz,
-        now,
-        "all",
-    ) {
-        Ok(r) => (r, None),
-        Err(e) => (
-            range::resolve("all", "", "", "", now, "all").map_err(WebError::bad_request)?,
-            Some(e),
-        ),
-    };
+    let (range, range_error) =
+        match range::resolve(&query.range, &query.from, &query.to, &query.tz, now, "all") {
+            Ok(r) => (r, None),
+            Err(e) => (
+                range::resolve("all", "", "", "", now, "all").map_err(WebError::bad_request)?,
+                Some(e),
+            ),
+        };
     let user_filter = query.filter.trim().to_string();
     let mut filter_error = None;
     if !user_filter.is_empty()
@@ -449,11 +439,7 @@ pub async fn list(
         }
     }
     // Paging: the trail holds the tokens of the pages before this one.
-    let mut trail: Vec<&str> = query
-        .trail
-        .split('.')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let mut trail: Vec<&str> = query.trail.split('.').filter(|s| !s.is_empty()).collect();
     let page_index = trail.len();
     let this_page = if query.page_token.is_empty() {
         FIRST
@@ -547,10 +533,7 @@ mod tests {
             trail: "0".into(),
             ..Default::default()
         };
-        assert_eq!(
-            q.href("/x", &[]),
-            "/x?filter=status+%3D+%27OK%27"
-        );
+        assert_eq!(q.href("/x", &[]), "/x?filter=status+%3D+%27OK%27");
         assert_eq!(
             q.href("/x", &[("page_token", "t2"), ("trail", "0.abc")]),
             "/x?filter=status+%3D+%27OK%27&page_token=t2&trail=0.abc"

@@ -163,7 +163,10 @@ async fn js(c: &Client, script: &str) -> Value {
 }
 
 async fn count(c: &Client, css: &str) -> usize {
-    c.find_all(Locator::Css(css)).await.map(|v| v.len()).unwrap_or(0)
+    c.find_all(Locator::Css(css))
+        .await
+        .map(|v| v.len())
+        .unwrap_or(0)
 }
 
 async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
@@ -286,7 +289,10 @@ async fn send(s: &Server, exp: &str, token: Option<&str>, traces: Vec<(u32, Vec<
             .iter()
             .map(|(seed, spans)| ResourceSpans {
                 scope_spans: vec![ScopeSpans {
-                    spans: spans.iter().map(|sp| sp.proto(&trace_bytes(*seed))).collect(),
+                    spans: spans
+                        .iter()
+                        .map(|sp| sp.proto(&trace_bytes(*seed)))
+                        .collect(),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -329,7 +335,7 @@ fn agent_trace(i: u32, t0: i64) -> Vec<S> {
             .io(json!({"question": q}), json!(format!("Here is what I found about: {q}")))
             .attr("user.id", json!(user))
             .attr("session.id", json!(format!("s-{user}-{}", i / 4)))
-            .attr("mlflow.traceTag.env", json!(if i % 2 == 0 { "prod" } else { "staging" })),
+            .attr("mlflow.traceTag.env", json!(if i.is_multiple_of(2) { "prod" } else { "staging" })),
         span(2, Some(1), "retrieve_docs", t0 + 5, 40)
             .kind("RETRIEVER")
             .io(json!({"query": q}), json!([{"page_content": "Refunds take 14 days.", "metadata": {"source": "kb/refunds.md"}}])),
@@ -345,7 +351,9 @@ fn agent_trace(i: u32, t0: i64) -> Vec<S> {
             .attr("mlflow.chat.tokenUsage", json!({"input_tokens": 320 + i, "output_tokens": 40 + i, "total_tokens": 360 + 2 * i}))
             .attr("mlflow.llm.model", json!("gpt-4o-mini")),
     ];
-    let tool = span(4, Some(1), "lookup_order", t0 + dur - 60, 50).kind("TOOL").io(json!({"order_id": "4521"}), json!({"status": "delivered"}));
+    let tool = span(4, Some(1), "lookup_order", t0 + dur - 60, 50)
+        .kind("TOOL")
+        .io(json!({"order_id": "4521"}), json!({"status": "delivered"}));
     spans.push(if fails {
         tool.fail(
             "orders-service timed out after 2s",
@@ -393,7 +401,9 @@ fn now_ms() -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ui_in_a_real_browser() {
     let Some(driver_bin) = find_in_path("chromedriver") else {
-        eprintln!("SKIP ui_in_a_real_browser: chromedriver not installed (apt-get install chromium chromium-driver)");
+        eprintln!(
+            "SKIP ui_in_a_real_browser: chromedriver not installed (apt-get install chromium chromium-driver)"
+        );
         return;
     };
     if !Path::new(CHROMIUM).exists() {
@@ -428,15 +438,29 @@ async fn ui_in_a_real_browser() {
     // Dark mode, for the screenshots (same pages, other colour scheme).
     let profile = tempfile::tempdir().expect("profile dir");
     let d = browser(&driver, profile.path(), true).await;
-    d.goto(&format!("{}/traces/{}?span=0303030303030303", s.url, tid(3))).await.expect("goto");
+    d.goto(&format!(
+        "{}/traces/{}?span=0303030303030303",
+        s.url,
+        tid(3)
+    ))
+    .await
+    .expect("goto");
     find(&d, ".span-detail").await;
-    let dark = js(&d, "return matchMedia('(prefers-color-scheme: dark)').matches").await;
+    let dark = js(
+        &d,
+        "return matchMedia('(prefers-color-scheme: dark)').matches",
+    )
+    .await;
     if dark == json!(true) {
         shot(&d, "dark-trace").await;
-        d.goto(&format!("{}/experiments/{exp}/dashboard?range=24h", s.url)).await.expect("goto");
+        d.goto(&format!("{}/experiments/{exp}/dashboard?range=24h", s.url))
+            .await
+            .expect("goto");
         find(&d, ".chart").await;
         shot(&d, "dark-dashboard").await;
-        d.goto(&format!("{}/experiments/{exp}/traces", s.url)).await.expect("goto");
+        d.goto(&format!("{}/experiments/{exp}/traces", s.url))
+            .await
+            .expect("goto");
         shot(&d, "dark-traces").await;
     } else {
         eprintln!("note: this Chromium ignored --force-dark-mode; no dark screenshots");
@@ -451,16 +475,33 @@ async fn scenario(c: &Client, s: &Server, exp: &str) {
     // `/` lands on the most recently active experiment's trace list.
     c.goto(&format!("{base}/")).await.expect("goto");
     find(c, "table.traces").await;
-    assert!(url_of(c).await.ends_with(&format!("/experiments/{exp}/traces")));
+    assert!(
+        url_of(c)
+            .await
+            .ends_with(&format!("/experiments/{exp}/traces"))
+    );
     assert_eq!(count(c, "table.traces tbody tr").await, 25);
-    assert_eq!(js(c, "return document.documentElement.classList.contains('has-js')").await, json!(true),
-        "app.js ran under the CSP");
+    assert_eq!(
+        js(
+            c,
+            "return document.documentElement.classList.contains('has-js')"
+        )
+        .await,
+        json!(true),
+        "app.js ran under the CSP"
+    );
     shot(c, "traces").await;
 
     // Filter with the MLflow grammar; Enter submits; the URL carries it.
     let filter = find(c, "#filter").await;
-    filter.send_keys(&format!("status = 'ERROR'{}", Key::Enter)).await.expect("type");
-    wait_until("the filtered list", || async { url_of(c).await.contains("filter=status") }).await;
+    filter
+        .send_keys(&format!("status = 'ERROR'{}", Key::Enter))
+        .await
+        .expect("type");
+    wait_until("the filtered list", || async {
+        url_of(c).await.contains("filter=status")
+    })
+    .await;
     find(c, "table.traces").await;
     let n = count(c, "table.traces tbody tr").await;
     assert!(n >= 3, "errors listed: {n}");
@@ -471,9 +512,21 @@ async fn scenario(c: &Client, s: &Server, exp: &str) {
     // caret is put there.
     let filter = find(c, "#filter").await;
     filter.clear().await.expect("clear");
-    filter.send_keys(&format!("status = 'ERROR' AND colour = 'red'{}", Key::Enter)).await.expect("type");
+    filter
+        .send_keys(&format!(
+            "status = 'ERROR' AND colour = 'red'{}",
+            Key::Enter
+        ))
+        .await
+        .expect("type");
     let err = find(c, "#filter-error").await;
-    let marked = c.find(Locator::Css("#filter-error mark")).await.expect("mark").text().await.expect("text");
+    let marked = c
+        .find(Locator::Css("#filter-error mark"))
+        .await
+        .expect("mark")
+        .text()
+        .await
+        .expect("text");
     assert_eq!(marked, "colour");
     assert!(err.text().await.expect("text").contains("at character 21"));
     let caret = js(c, "const f = document.getElementById('filter'); return [document.activeElement === f, f.selectionStart]").await;
@@ -481,31 +534,60 @@ async fn scenario(c: &Client, s: &Server, exp: &str) {
     shot(c, "traces-filter-error").await;
 
     // Full text: the text box, on its own.
-    c.goto(&format!("{base}/experiments/{exp}/traces")).await.expect("goto");
+    c.goto(&format!("{base}/experiments/{exp}/traces"))
+        .await
+        .expect("goto");
     let q = find(c, "#q").await;
-    q.send_keys(&format!("refund{}", Key::Enter)).await.expect("type");
-    wait_until("the text search", || async { url_of(c).await.contains("q=refund") }).await;
+    q.send_keys(&format!("refund{}", Key::Enter))
+        .await
+        .expect("type");
+    wait_until("the text search", || async {
+        url_of(c).await.contains("q=refund")
+    })
+    .await;
     find(c, "table.traces").await;
     let rows = count(c, "table.traces tbody tr").await;
-    assert!(rows >= 1 && rows < 25, "refund traces: {rows}");
-    let body = find(c, "table.traces tbody").await.text().await.expect("text");
+    assert!((1..25).contains(&rows), "refund traces: {rows}");
+    let body = find(c, "table.traces tbody")
+        .await
+        .text()
+        .await
+        .expect("text");
     assert!(body.to_lowercase().contains("refund"));
-    assert!(!url_of(c).await.contains("filter="), "empty fields stay out of the URL");
+    assert!(
+        !url_of(c).await.contains("filter="),
+        "empty fields stay out of the URL"
+    );
     shot(c, "traces-search").await;
 
     // Keyboard: `/` focuses the filter, j highlights the first row, Enter opens it.
-    c.goto(&format!("{base}/experiments/{exp}/traces?filter=status+%3D+%27ERROR%27")).await.expect("goto");
+    c.goto(&format!(
+        "{base}/experiments/{exp}/traces?filter=status+%3D+%27ERROR%27"
+    ))
+    .await
+    .expect("goto");
     find(c, "table.traces").await;
     let body = find(c, "body").await;
     body.send_keys("/").await.expect("key");
-    assert_eq!(js(c, "return document.activeElement.id").await, json!("filter"));
+    assert_eq!(
+        js(c, "return document.activeElement.id").await,
+        json!("filter")
+    );
     let filter = find(c, "#filter").await;
-    filter.send_keys(&Key::Escape.to_string()).await.expect("esc");
+    filter
+        .send_keys(&Key::Escape.to_string())
+        .await
+        .expect("esc");
     body.send_keys("j").await.expect("j");
     assert_eq!(count(c, "table.traces tbody tr.cursor").await, 1);
     let href = js(c, "return document.querySelector('tr.cursor').dataset.href").await;
-    body.send_keys(&Key::Enter.to_string()).await.expect("enter");
-    wait_until("the trace page", || async { url_of(c).await.contains("/traces/tr-") }).await;
+    body.send_keys(&Key::Enter.to_string())
+        .await
+        .expect("enter");
+    wait_until("the trace page", || async {
+        url_of(c).await.contains("/traces/tr-")
+    })
+    .await;
     assert!(url_of(c).await.ends_with(href.as_str().unwrap_or("?")));
 
     // The trace page of a failed trace: tree, waterfall, root span details.
@@ -518,47 +600,134 @@ async fn scenario(c: &Client, s: &Server, exp: &str) {
     // in place (no reload) and the URL names it.
     let trace_url = url_of(c).await;
     js(c, "window.__stay = 1; return 1").await;
-    find(c, ".node[data-span='0303030303030303']").await.click().await.expect("click");
+    find(c, ".node[data-span='0303030303030303']")
+        .await
+        .click()
+        .await
+        .expect("click");
     find(c, ".span-detail[data-span-id='0303030303030303']").await;
-    assert_eq!(js(c, "return window.__stay").await, json!(1), "no full reload");
+    assert_eq!(
+        js(c, "return window.__stay").await,
+        json!(1),
+        "no full reload"
+    );
     assert!(url_of(c).await.contains("span=0303030303030303"));
-    assert!(url_of(c).await.starts_with(trace_url.split('?').next().unwrap_or_default()));
+    assert!(
+        url_of(c)
+            .await
+            .starts_with(trace_url.split('?').next().unwrap_or_default())
+    );
     // Chat view: roles and the tool call.
     assert!(count(c, "#tab-chat .msg.user").await >= 1);
     let chat = find(c, "#tab-chat").await.text().await.expect("text");
-    assert!(chat.contains("lookup_order") && chat.contains("order_id"), "{chat}");
+    assert!(
+        chat.contains("lookup_order") && chat.contains("order_id"),
+        "{chat}"
+    );
     full_shot(c, "trace-chat").await;
     // Inputs/outputs as collapsible JSON.
-    find(c, "a[data-tab='tab-io']").await.click().await.expect("tab");
+    find(c, "a[data-tab='tab-io']")
+        .await
+        .click()
+        .await
+        .expect("tab");
     let node = find(c, "#tab-io details.jnode").await;
-    assert_eq!(node.attr("open").await.expect("attr").is_some(), true);
-    find(c, "#tab-io details.jnode > summary").await.click().await.expect("collapse");
-    assert!(find(c, "#tab-io details.jnode").await.attr("open").await.expect("attr").is_none());
-    find(c, "#tab-io [data-json-toggle='open']").await.click().await.expect("expand all");
-    let closed = js(c, "return document.querySelectorAll('#tab-io details.jnode:not([open])').length").await;
+    assert!(node.attr("open").await.expect("attr").is_some());
+    find(c, "#tab-io details.jnode > summary")
+        .await
+        .click()
+        .await
+        .expect("collapse");
+    assert!(
+        find(c, "#tab-io details.jnode")
+            .await
+            .attr("open")
+            .await
+            .expect("attr")
+            .is_none()
+    );
+    find(c, "#tab-io [data-json-toggle='open']")
+        .await
+        .click()
+        .await
+        .expect("expand all");
+    let closed = js(
+        c,
+        "return document.querySelectorAll('#tab-io details.jnode:not([open])').length",
+    )
+    .await;
     assert_eq!(closed, json!(0));
     shot(c, "trace-json").await;
     // j moves to the next span (the tool, which failed): exception and stack.
     find(c, "body").await.send_keys("j").await.expect("j");
-    find(c, ".span-detail[data-span-id='0404040404040404'] .exception").await;
+    find(
+        c,
+        ".span-detail[data-span-id='0404040404040404'] .exception",
+    )
+    .await;
     let exc = find(c, ".exception").await.text().await.expect("text");
-    assert!(exc.contains("TimeoutError") && exc.contains("line 42"), "{exc}");
+    assert!(
+        exc.contains("TimeoutError") && exc.contains("line 42"),
+        "{exc}"
+    );
     shot(c, "trace-exception").await;
 
     // Human feedback: thumbs down and a comment, attached to the trace.
-    let trace_id = url_of(c).await.split("/traces/").nth(1).unwrap_or_default().split('?').next().unwrap_or_default().to_string();
-    find(c, "label.thumb.down").await.click().await.expect("thumb");
-    find(c, "#feedback-comment").await.send_keys("The tool timed out; the answer was a guess.").await.expect("type");
+    let trace_id = url_of(c)
+        .await
+        .split("/traces/")
+        .nth(1)
+        .unwrap_or_default()
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    find(c, "label.thumb.down")
+        .await
+        .click()
+        .await
+        .expect("thumb");
+    find(c, "#feedback-comment")
+        .await
+        .send_keys("The tool timed out; the answer was a guess.")
+        .await
+        .expect("type");
     find(c, "#save-feedback").await.click().await.expect("save");
     find(c, ".flash.ok").await;
-    assert!(find(c, "#assessments").await.text().await.expect("text").contains("The tool timed out"));
+    assert!(
+        find(c, "#assessments")
+            .await
+            .text()
+            .await
+            .expect("text")
+            .contains("The tool timed out")
+    );
     c.refresh().await.expect("reload");
     find(c, "[data-assessment='feedback']").await;
-    assert!(find(c, "#assessments").await.text().await.expect("text").contains("The tool timed out"));
+    assert!(
+        find(c, "#assessments")
+            .await
+            .text()
+            .await
+            .expect("text")
+            .contains("The tool timed out")
+    );
     // ... and an expectation (its form folds open).
-    find(c, "#expectation-box > summary").await.click().await.expect("open");
-    find(c, "#expectation-value").await.send_keys("{\"order_status\": \"delivered\"}").await.expect("type");
-    find(c, "#save-expectation").await.click().await.expect("save");
+    find(c, "#expectation-box > summary")
+        .await
+        .click()
+        .await
+        .expect("open");
+    find(c, "#expectation-value")
+        .await
+        .send_keys("{\"order_status\": \"delivered\"}")
+        .await
+        .expect("type");
+    find(c, "#save-expectation")
+        .await
+        .click()
+        .await
+        .expect("save");
     find(c, "[data-assessment='expected_response']").await;
     full_shot(c, "trace-feedback").await;
     // What the SDK would read.
@@ -568,60 +737,117 @@ async fn scenario(c: &Client, s: &Server, exp: &str) {
         .json()
         .await
         .expect("json");
-    let list = info["trace"]["trace_info"]["assessments"].as_array().cloned().unwrap_or_default();
-    let fb = list.iter().find(|a| a["assessment_name"] == "feedback").expect("feedback saved");
+    let list = info["trace"]["trace_info"]["assessments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let fb = list
+        .iter()
+        .find(|a| a["assessment_name"] == "feedback")
+        .expect("feedback saved");
     assert_eq!(fb["feedback"]["value"], json!(false));
     assert_eq!(fb["source"]["source_type"], "HUMAN");
-    assert_eq!(fb["rationale"], "The tool timed out; the answer was a guess.");
-    let ex = list.iter().find(|a| a["assessment_name"] == "expected_response").expect("expectation saved");
-    assert!(ex["expectation"]["serialized_value"]["value"].as_str().unwrap_or_default().contains("delivered"));
+    assert_eq!(
+        fb["rationale"],
+        "The tool timed out; the answer was a guess."
+    );
+    let ex = list
+        .iter()
+        .find(|a| a["assessment_name"] == "expected_response")
+        .expect("expectation saved");
+    assert!(
+        ex["expectation"]["serialized_value"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("delivered")
+    );
 
     // The list shows the new chips.
-    c.goto(&format!("{base}/experiments/{exp}/traces?filter=status+%3D+%27ERROR%27")).await.expect("goto");
+    c.goto(&format!(
+        "{base}/experiments/{exp}/traces?filter=status+%3D+%27ERROR%27"
+    ))
+    .await
+    .expect("goto");
     find(c, ".chip.neg").await;
 
     // Dashboard, reached with `g d`.
     find(c, "body").await.send_keys("g").await.expect("g");
     find(c, "body").await.send_keys("d").await.expect("d");
-    wait_until("the dashboard", || async { url_of(c).await.contains("/dashboard") }).await;
+    wait_until("the dashboard", || async {
+        url_of(c).await.contains("/dashboard")
+    })
+    .await;
     find(c, ".chart").await;
     assert_eq!(count(c, "figure.chart").await, 4);
     let traces_kpi = find(c, ".kpi .kpi-value").await.text().await.expect("text");
     assert_eq!(traces_kpi, "25");
-    c.goto(&format!("{base}/experiments/{exp}/dashboard?range=24h")).await.expect("goto");
+    c.goto(&format!("{base}/experiments/{exp}/dashboard?range=24h"))
+        .await
+        .expect("goto");
     find(c, ".chart").await;
     assert!(count(c, "svg.plot rect.bar").await > 4);
     full_shot(c, "dashboard").await;
     // A filtered dashboard.
-    c.goto(&format!("{base}/experiments/{exp}/dashboard?range=24h&filter=tags.env+%3D+%27prod%27")).await.expect("goto");
+    c.goto(&format!(
+        "{base}/experiments/{exp}/dashboard?range=24h&filter=tags.env+%3D+%27prod%27"
+    ))
+    .await
+    .expect("goto");
     find(c, ".chart").await;
-    assert_eq!(find(c, ".kpi .kpi-value").await.text().await.expect("text"), "12");
+    assert_eq!(
+        find(c, ".kpi .kpi-value").await.text().await.expect("text"),
+        "12"
+    );
     shot(c, "dashboard-filtered").await;
 
     // Experiments.
     c.goto(&format!("{base}/experiments")).await.expect("goto");
     find(c, "table.experiments").await;
-    assert!(find(c, "table.experiments").await.text().await.expect("text").contains("support-bot"));
+    assert!(
+        find(c, "table.experiments")
+            .await
+            .text()
+            .await
+            .expect("text")
+            .contains("support-bot")
+    );
     shot(c, "experiments").await;
 
     // Hostile content: rendered as text, nothing runs, no links made of it.
     let xss = tid(999);
     for (name, url) in [
-        ("xss-list", format!("{base}/experiments/{exp}/traces?filter=name+LIKE+%27%25script%25%27")),
+        (
+            "xss-list",
+            format!("{base}/experiments/{exp}/traces?filter=name+LIKE+%27%25script%25%27"),
+        ),
         ("xss-trace", format!("{base}/traces/{xss}")),
-        ("xss-chat", format!("{base}/traces/{xss}?span=0202020202020202")),
+        (
+            "xss-chat",
+            format!("{base}/traces/{xss}?span=0202020202020202"),
+        ),
     ] {
         c.goto(&url).await.expect("goto");
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_no_alert(c, name).await;
         let injected = js(c, "return document.querySelectorAll('img, iframe, script:not([src]), [onerror], [onload], [onmouseover], a[href^=\"javascript:\" i], [src^=\"javascript:\" i]').length").await;
         assert_eq!(injected, json!(0), "{name}: injected elements");
-        let scripts = js(c, "return Array.from(document.scripts).map(s => new URL(s.src).pathname)").await;
-        assert_eq!(scripts, json!(["/static/app.js"]), "{name}: only our script");
+        let scripts = js(
+            c,
+            "return Array.from(document.scripts).map(s => new URL(s.src).pathname)",
+        )
+        .await;
+        assert_eq!(
+            scripts,
+            json!(["/static/app.js"]),
+            "{name}: only our script"
+        );
         let text = js(c, "return document.body.innerText").await;
         let text = text.as_str().unwrap_or_default();
         match name {
-            "xss-list" => assert!(text.contains("<script>alert('span-name')</script>"), "{text}"),
+            "xss-list" => assert!(
+                text.contains("<script>alert('span-name')</script>"),
+                "{text}"
+            ),
             "xss-trace" => {
                 assert!(text.contains("<b onmouseover=alert('tag')>tag</b>"));
                 assert!(text.contains("\"><svg onload=alert('user')>"));
@@ -634,12 +860,20 @@ async fn scenario(c: &Client, s: &Server, exp: &str) {
                 t.click().await.expect("tab");
             }
             let io = js(c, "return document.getElementById('tab-io').innerText").await;
-            assert!(io.as_str().unwrap_or_default().contains("javascript:alert('url')"));
+            assert!(
+                io.as_str()
+                    .unwrap_or_default()
+                    .contains("javascript:alert('url')")
+            );
             assert_no_alert(c, "xss-trace io").await;
         }
         if name == "xss-chat" {
             let chat = js(c, "return document.getElementById('tab-chat').innerText").await;
-            assert!(chat.as_str().unwrap_or_default().contains("<script>alert('chat')</script>"));
+            assert!(
+                chat.as_str()
+                    .unwrap_or_default()
+                    .contains("<script>alert('chat')</script>")
+            );
         }
         full_shot(c, name).await;
     }
@@ -648,7 +882,13 @@ async fn scenario(c: &Client, s: &Server, exp: &str) {
 async fn login_scenario(driver: &Driver) {
     let token = "browser-s3cret";
     let s = Server::start_with(&["--auth-token", token]);
-    send(&s, "0", Some(token), vec![(5, agent_trace(5, now_ms() - 60_000))]).await;
+    send(
+        &s,
+        "0",
+        Some(token),
+        vec![(5, agent_trace(5, now_ms() - 60_000))],
+    )
+    .await;
     let profile = tempfile::tempdir().expect("profile dir");
     let c = browser(driver, profile.path(), false).await;
     let base = &s.url;
@@ -658,28 +898,59 @@ async fn login_scenario(driver: &Driver) {
     assert!(url_of(&c).await.contains("/login?next=%2Fexperiments"));
     shot(&c, "login").await;
 
-    find(&c, "#token").await.send_keys(&format!("wrong-token{}", Key::Enter)).await.expect("type");
+    find(&c, "#token")
+        .await
+        .send_keys(&format!("wrong-token{}", Key::Enter))
+        .await
+        .expect("type");
     find(&c, "#login-error").await;
     shot(&c, "login-error").await;
 
-    find(&c, "#token").await.send_keys(&format!("{token}{}", Key::Enter)).await.expect("type");
-    wait_until("the experiments page", || async { url_of(&c).await.ends_with("/experiments") }).await;
+    find(&c, "#token")
+        .await
+        .send_keys(&format!("{token}{}", Key::Enter))
+        .await
+        .expect("type");
+    wait_until("the experiments page", || async {
+        url_of(&c).await.ends_with("/experiments")
+    })
+    .await;
     find(&c, "table.experiments").await;
     let cookies = c.get_all_cookies().await.expect("cookies");
-    let session = cookies.iter().find(|k| k.name() == "tracebox_session").expect("session cookie");
+    let session = cookies
+        .iter()
+        .find(|k| k.name() == "tracebox_session")
+        .expect("session cookie");
     assert_eq!(session.http_only(), Some(true));
     assert_eq!(format!("{:?}", session.same_site()), "Some(Strict)");
-    assert_eq!(js(&c, "return document.cookie.includes('tracebox_session')").await, json!(false),
-        "HttpOnly: invisible to scripts");
+    assert_eq!(
+        js(&c, "return document.cookie.includes('tracebox_session')").await,
+        json!(false),
+        "HttpOnly: invisible to scripts"
+    );
 
     // Browsing works; feedback posts carry the session's CSRF token.
-    c.goto(&format!("{base}/traces/{}", tid(5))).await.expect("goto");
-    find(&c, "label.thumb.up").await.click().await.expect("thumb");
-    find(&c, "#save-feedback").await.click().await.expect("save");
+    c.goto(&format!("{base}/traces/{}", tid(5)))
+        .await
+        .expect("goto");
+    find(&c, "label.thumb.up")
+        .await
+        .click()
+        .await
+        .expect("thumb");
+    find(&c, "#save-feedback")
+        .await
+        .click()
+        .await
+        .expect("save");
     find(&c, ".flash.ok").await;
 
     // Logging out ends the session.
-    find(&c, "form[action='/logout'] button").await.click().await.expect("logout");
+    find(&c, "form[action='/logout'] button")
+        .await
+        .click()
+        .await
+        .expect("logout");
     find(&c, "#token").await;
     c.goto(&format!("{base}/experiments")).await.expect("goto");
     find(&c, "#token").await;

@@ -180,7 +180,10 @@ async fn export_many(s: &Server, exp: &str, traces: &[(String, Vec<SpanSpec>, i6
 }
 
 fn hex_of(i: usize) -> String {
-    format!("{:032x}", 0xabc0_0000_0000_0000u64 as u128 * 1000 + i as u128)
+    format!(
+        "{:032x}",
+        0xabc0_0000_0000_0000u64 as u128 * 1000 + i as u128
+    )
 }
 
 async fn new_experiment(s: &Server, name: &str) -> String {
@@ -240,13 +243,19 @@ async fn pages_render_with_strict_security_headers() {
     let csp = list.header("content-security-policy");
     assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
     assert_eq!(list.header("x-frame-options"), "DENY");
     assert_eq!(list.rows(), 3);
     for i in 0..3 {
         assert!(list.body.contains(&format!("checkout-{i}")));
     }
-    assert!(list.body.contains("where is order 1?"), "request preview shown");
+    assert!(
+        list.body.contains("where is order 1?"),
+        "request preview shown"
+    );
 
     let id = format!("tr-{}", hex_of(1));
     let page = w.get(&format!("/traces/{id}")).await;
@@ -257,7 +266,9 @@ async fn pages_render_with_strict_security_headers() {
     let chat_span = "0202020202020202";
     let panel = w.get(&format!("/traces/{id}/spans/{chat_span}")).await;
     assert_eq!(panel.status, 200);
-    assert!(panel.body.contains("class=\"msg user\"") && panel.body.contains("class=\"msg assistant\""));
+    assert!(
+        panel.body.contains("class=\"msg user\"") && panel.body.contains("class=\"msg assistant\"")
+    );
     let raw = w.get(&format!("/traces/{id}/spans/{chat_span}/json")).await;
     assert_eq!(raw.status, 200);
     let v: Value = serde_json::from_str(&raw.body).unwrap();
@@ -267,7 +278,9 @@ async fn pages_render_with_strict_security_headers() {
     assert_eq!(missing.status, 404);
     assert!(missing.header("content-type").starts_with("text/html"));
 
-    let dash = w.get(&format!("/experiments/{exp}/dashboard?range=24h")).await;
+    let dash = w
+        .get(&format!("/experiments/{exp}/dashboard?range=24h"))
+        .await;
     assert_eq!(dash.status, 200);
     assert_eq!(kpi(&dash.body, "Traces"), "3");
     assert!(dash.body.contains("<svg class=\"plot\""));
@@ -281,7 +294,11 @@ async fn pages_render_with_strict_security_headers() {
     let src = &list.body[at..at + list.body[at..].find('"').unwrap()];
     let js = w.get(src).await;
     assert_eq!(js.status, 200);
-    assert!(js.header("content-type").contains("javascript"), "{}", js.header("content-type"));
+    assert!(
+        js.header("content-type").contains("javascript"),
+        "{}",
+        js.header("content-type")
+    );
     assert!(js.header("cache-control").contains("immutable"));
     assert_eq!(w.get("/static/nope.js").await.status, 404);
 }
@@ -335,15 +352,28 @@ async fn hostile_trace_content_renders_as_text() {
         assert!(b.matches("<script").count() <= 1);
     }
     // ...and every hostile string is there as text.
-    assert!(unescape(&pages[0].body).contains(evil_name), "the name is shown as text");
+    assert!(
+        unescape(&pages[0].body).contains(evil_name),
+        "the name is shown as text"
+    );
     assert!(unescape(&pages[0].body).contains("\"><img src=x onerror=alert('in')>"));
     let trace_text = unescape(&pages[1].body);
-    assert!(trace_text.contains("<b onmouseover=alert('tag')>hi</b>"), "tags shown as text");
+    assert!(
+        trace_text.contains("<b onmouseover=alert('tag')>hi</b>"),
+        "tags shown as text"
+    );
     assert!(trace_text.contains("javascript:alert('url')"));
     assert!(trace_text.contains("<svg onload=alert('user')>"));
-    assert!(unescape(&pages[3].body).contains("<script>alert('chat')</script>"), "chat shown as text");
+    assert!(
+        unescape(&pages[3].body).contains("<script>alert('chat')</script>"),
+        "chat shown as text"
+    );
     // A user/session facet links to our own filter URL, never to the value.
-    assert!(pages[0].body.contains("href=\"/experiments/0/traces?filter="));
+    assert!(
+        pages[0]
+            .body
+            .contains("href=\"/experiments/0/traces?filter=")
+    );
 }
 
 #[tokio::test]
@@ -356,12 +386,22 @@ async fn login_sessions_and_logout() {
     assert_eq!(r.status, 303);
     assert_eq!(r.location(), "/login?next=%2Fexperiments");
     // API clients get 401 JSON, not a redirect.
-    let api = reqwest::get(format!("{}/api/2.0/mlflow/experiments/get?experiment_id=0", s.url))
-        .await
-        .unwrap();
+    let api = reqwest::get(format!(
+        "{}/api/2.0/mlflow/experiments/get?experiment_id=0",
+        s.url
+    ))
+    .await
+    .unwrap();
     assert_eq!(api.status().as_u16(), 401);
     // Liveness stays open.
-    assert_eq!(reqwest::get(format!("{}/health", s.url)).await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        reqwest::get(format!("{}/health", s.url))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
 
     let login = w.get("/login?next=%2Fexperiments").await;
     assert_eq!(login.status, 200);
@@ -370,27 +410,49 @@ async fn login_sessions_and_logout() {
     assert_eq!(w.cookies.get("tracebox_csrf"), Some(&csrf));
 
     let wrong = w
-        .post("/login", &[("token", "nope-nope"), ("csrf", &csrf), ("next", "/experiments")], &[])
+        .post(
+            "/login",
+            &[
+                ("token", "nope-nope"),
+                ("csrf", &csrf),
+                ("next", "/experiments"),
+            ],
+            &[],
+        )
         .await;
     assert_eq!(wrong.status, 401);
     assert!(wrong.body.contains("not right"));
     assert!(!w.cookies.contains_key("tracebox_session"));
-    let empty = w.post("/login", &[("token", ""), ("csrf", &csrf)], &[]).await;
+    let empty = w
+        .post("/login", &[("token", ""), ("csrf", &csrf)], &[])
+        .await;
     assert_eq!(empty.status, 401);
 
-    let no_csrf = w.post("/login", &[("token", token), ("next", "/experiments")], &[]).await;
+    let no_csrf = w
+        .post("/login", &[("token", token), ("next", "/experiments")], &[])
+        .await;
     assert_eq!(no_csrf.status, 403);
     assert!(!w.cookies.contains_key("tracebox_session"));
 
     let ok = w
-        .post("/login", &[("token", token), ("csrf", &csrf), ("next", "/experiments")], &[])
+        .post(
+            "/login",
+            &[("token", token), ("csrf", &csrf), ("next", "/experiments")],
+            &[],
+        )
         .await;
     assert_eq!(ok.status, 303, "{}", ok.body);
     assert_eq!(ok.location(), "/experiments");
     let set = ok.header("set-cookie");
     assert!(set.contains("tracebox_session="), "{set}");
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
-    assert!(!set.contains("Secure"), "plain http: no Secure flag ({set})");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    assert!(
+        !set.contains("Secure"),
+        "plain http: no Secure flag ({set})"
+    );
     let session = w.cookies["tracebox_session"].clone();
     assert_eq!(session.len(), 64);
 
@@ -399,7 +461,9 @@ async fn login_sessions_and_logout() {
     let session_csrf = page.csrf();
     assert_ne!(session_csrf, csrf, "a session has its own CSRF token");
     // The session also authenticates same-origin API reads (the UI's own).
-    let api = w.get("/api/2.0/mlflow/experiments/get?experiment_id=0").await;
+    let api = w
+        .get("/api/2.0/mlflow/experiments/get?experiment_id=0")
+        .await;
     assert_eq!(api.status, 200);
     // ...but not requests another origin makes with it.
     let cross = w
@@ -427,7 +491,11 @@ async fn login_sessions_and_logout() {
     assert!(!w.cookies.contains_key("tracebox_session"));
     let mut replay = Web::new(&s);
     replay.cookies.insert("tracebox_session".into(), session);
-    assert_eq!(replay.get("/experiments").await.status, 303, "revoked server-side");
+    assert_eq!(
+        replay.get("/experiments").await.status,
+        303,
+        "revoked server-side"
+    );
 
     // Behind a TLS proxy the cookie is Secure; `next` never leaves the site.
     let mut tls = Web::new(&s);
@@ -478,19 +546,38 @@ async fn feedback_forms_need_csrf_and_save_what_the_sdk_reads() {
     };
     let csrf_static: &'static str = Box::leak(csrf.clone().into_boxed_str());
 
-    assert_eq!(w.post(&action, &form("")[1..], &[]).await.status, 403, "no token");
-    assert_eq!(w.post(&action, &form("forged"), &[]).await.status, 403, "wrong token");
+    assert_eq!(
+        w.post(&action, &form("")[1..], &[]).await.status,
+        403,
+        "no token"
+    );
+    assert_eq!(
+        w.post(&action, &form("forged"), &[]).await.status,
+        403,
+        "wrong token"
+    );
     let cross = w
-        .post(&action, &form(csrf_static), &[("origin", "http://evil.example")])
+        .post(
+            &action,
+            &form(csrf_static),
+            &[("origin", "http://evil.example")],
+        )
         .await;
     assert_eq!(cross.status, 403, "other origin");
     let site = w
-        .post(&action, &form(csrf_static), &[("sec-fetch-site", "cross-site")])
+        .post(
+            &action,
+            &form(csrf_static),
+            &[("sec-fetch-site", "cross-site")],
+        )
         .await;
     assert_eq!(site.status, 403, "cross-site fetch metadata");
     // Another browser (no cookie) cannot reuse this page's token.
     let mut other = Web::new(&s);
-    assert_eq!(other.post(&action, &form(csrf_static), &[]).await.status, 403);
+    assert_eq!(
+        other.post(&action, &form(csrf_static), &[]).await.status,
+        403
+    );
 
     let saved = w
         .post(&action, &form(csrf_static), &[("origin", &s.url)])
@@ -500,46 +587,84 @@ async fn feedback_forms_need_csrf_and_save_what_the_sdk_reads() {
     let exp = w
         .post(
             &format!("/traces/{id}/expectations"),
-            &[("csrf", &csrf), ("name", "expected_facts"), ("value", "{\"facts\": [\"a\", \"b\"]}"), ("span_id", "0202020202020202")],
+            &[
+                ("csrf", &csrf),
+                ("name", "expected_facts"),
+                ("value", "{\"facts\": [\"a\", \"b\"]}"),
+                ("span_id", "0202020202020202"),
+            ],
             &[],
         )
         .await;
     assert_eq!(exp.status, 303);
     let bad = w
-        .post(&action, &[("csrf", &csrf), ("verdict", "up"), ("score", "0.5")], &[])
+        .post(
+            &action,
+            &[("csrf", &csrf), ("verdict", "up"), ("score", "0.5")],
+            &[],
+        )
         .await;
     assert!(bad.location().contains("error=both-values"));
-    let bad = w.post(&action, &[("csrf", &csrf), ("score", "high")], &[]).await;
+    let bad = w
+        .post(&action, &[("csrf", &csrf), ("score", "high")], &[])
+        .await;
     assert!(bad.location().contains("error=bad-score"));
 
     // The MLflow API (what the SDK calls) sees both, in MLflow's shape.
-    let info = s.client().get(&format!("/api/3.0/mlflow/traces/{id}")).await;
+    let info = s
+        .client()
+        .get(&format!("/api/3.0/mlflow/traces/{id}"))
+        .await;
     assert_eq!(info.status, 200, "{}", info.text);
     let assessments = info.body["trace"]["trace_info"]["assessments"]
         .as_array()
         .cloned()
         .unwrap_or_default();
     assert_eq!(assessments.len(), 2, "{}", info.text);
-    let fb = assessments.iter().find(|a| a["assessment_name"] == "helpful").unwrap();
+    let fb = assessments
+        .iter()
+        .find(|a| a["assessment_name"] == "helpful")
+        .unwrap();
     assert_eq!(fb["feedback"]["value"], json!(true));
     assert_eq!(fb["source"]["source_type"], "HUMAN");
     assert_eq!(fb["source"]["source_id"], "reviewer-1");
     assert_eq!(fb["rationale"], "Clear and correct.");
-    let ex = assessments.iter().find(|a| a["assessment_name"] == "expected_facts").unwrap();
+    let ex = assessments
+        .iter()
+        .find(|a| a["assessment_name"] == "expected_facts")
+        .unwrap();
     assert_eq!(ex["span_id"], "0202020202020202");
-    let sv = ex["expectation"]["serialized_value"]["value"].as_str().unwrap();
-    assert_eq!(serde_json::from_str::<Value>(sv).unwrap(), json!({"facts": ["a", "b"]}));
+    let sv = ex["expectation"]["serialized_value"]["value"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(sv).unwrap(),
+        json!({"facts": ["a", "b"]})
+    );
 
     // The page shows them after a reload, and deleting works the same way.
     let page = w.get(&format!("/traces/{id}")).await;
     assert!(page.body.contains("data-assessment=\"helpful\""));
     let aid = fb["assessment_id"].as_str().unwrap();
     let del = w
-        .post(&format!("/traces/{id}/assessments/{aid}/delete"), &[("csrf", &csrf)], &[])
+        .post(
+            &format!("/traces/{id}/assessments/{aid}/delete"),
+            &[("csrf", &csrf)],
+            &[],
+        )
         .await;
     assert_eq!(del.status, 303);
-    let info = s.client().get(&format!("/api/3.0/mlflow/traces/{id}")).await;
-    assert_eq!(info.body["trace"]["trace_info"]["assessments"].as_array().unwrap().len(), 1);
+    let info = s
+        .client()
+        .get(&format!("/api/3.0/mlflow/traces/{id}"))
+        .await;
+    assert_eq!(
+        info.body["trace"]["trace_info"]["assessments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -595,9 +720,11 @@ async fn trace_list_filters_pages_sorts_and_searches() {
             };
             (
                 hex_of(1000 + i),
-                vec![SpanSpec::root(1, name)
-                    .start_ms(t0 + i as i64 * 1000)
-                    .inputs(json!({"question": q}))],
+                vec![
+                    SpanSpec::root(1, name)
+                        .start_ms(t0 + i as i64 * 1000)
+                        .inputs(json!({"question": q})),
+                ],
                 10 + i as i64,
             )
         })
@@ -648,10 +775,16 @@ async fn trace_list_filters_pages_sorts_and_searches() {
     assert_eq!(alpha2.rows(), 10);
 
     // Parse errors point at their place.
-    let bad = w.get(&format!("{base}?filter=name+%3D+%27alpha%27+AND+foo+%3D+1")).await;
+    let bad = w
+        .get(&format!("{base}?filter=name+%3D+%27alpha%27+AND+foo+%3D+1"))
+        .await;
     assert_eq!(bad.status, 200);
     assert!(bad.body.contains("id=\"filter-error\""));
-    assert!(bad.body.contains("<mark class=\"\">foo</mark>"), "{}", bad.body);
+    assert!(
+        bad.body.contains("<mark class=\"\">foo</mark>"),
+        "{}",
+        bad.body
+    );
     assert!(bad.body.contains("data-error-pos=\"19\""));
     assert_eq!(bad.rows(), 0);
     let open = w.get(&format!("{base}?filter=status+%3D")).await;
@@ -660,7 +793,10 @@ async fn trace_list_filters_pages_sorts_and_searches() {
     let found = w.get(&format!("{base}?q=needle")).await;
     assert_eq!(found.rows(), 1);
     assert!(found.body.contains(&hex_of(1077)));
-    assert!(found.body.contains("<mark>needle</mark>"), "the match is highlighted");
+    assert!(
+        found.body.contains("<mark>needle</mark>"),
+        "the match is highlighted"
+    );
 
     // Slowest first: durations grow with i.
     let slow = w.get(&format!("{base}?sort=latency&dir=desc")).await;
@@ -732,6 +868,63 @@ async fn dashboard_numbers_follow_ingest_filters_and_deletes() {
     assert_eq!(kpi(&d.body, "Tokens"), "720");
 
     let exps = w.get("/experiments").await;
-    let row = exps.body.split("<tr data-href").find(|r| r.contains(">dash<")).unwrap();
+    let row = exps
+        .body
+        .split("<tr data-href")
+        .find(|r| r.contains(">dash<"))
+        .unwrap();
     assert!(row.contains(">6<"), "{row}");
+}
+
+#[tokio::test]
+async fn rollups_follow_traces_that_move_between_hours() {
+    let s = Server::start();
+    let exp = new_experiment(&s, "moves").await;
+    let t0 = now_ms() - 3_600_000;
+    let traces: Vec<(String, Vec<SpanSpec>, i64)> = (0..4)
+        .map(|i| {
+            (
+                hex_of(3000 + i),
+                vec![SpanSpec::root(1, "t").start_ms(t0)],
+                50,
+            )
+        })
+        .collect();
+    export_many(&s, &exp, &traces).await;
+    let mut w = Web::new(&s);
+    let day = format!("/experiments/{exp}/dashboard?range=24h");
+    let week = format!("/experiments/{exp}/dashboard?range=7d");
+    assert_eq!(kpi(&w.get(&day).await.body, "Traces"), "4");
+    // Let the recomputed rollups be written, so the next change must dirty
+    // them again rather than being computed fresh by chance.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(kpi(&w.get(&day).await.body, "Traces"), "4");
+
+    // The client's trace info arrives later and says the trace started 30 h
+    // ago: it leaves today's hour and lands in an older one.
+    let when = chrono::DateTime::from_timestamp_millis(now_ms() - 30 * 3_600_000)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let id = format!("tr-{}", hex_of(3000));
+    let r = s
+        .client()
+        .post(
+            "/api/3.0/mlflow/traces",
+            json!({"trace": {"trace_info": {
+                "trace_id": id,
+                "trace_location": {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": exp}},
+                "request_time": when,
+                "execution_duration": "2.5s",
+                "state": "ERROR",
+                "trace_metadata": {}, "tags": {}
+            }}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let d = w.get(&day).await;
+    assert_eq!(kpi(&d.body, "Traces"), "3");
+    assert_eq!(kpi(&d.body, "Error rate"), "0%");
+    let wk = w.get(&week).await;
+    assert_eq!(kpi(&wk.body, "Traces"), "4");
+    assert_eq!(kpi(&wk.body, "Error rate"), "25%");
 }
