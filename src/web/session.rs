@@ -153,13 +153,21 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     {
         return false;
     }
-    match (h("origin"), h("host")) {
-        (None, _) => true,
-        (Some(origin), Some(host)) => origin
-            .split_once("://")
-            .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host)),
-        (Some(_), None) => false,
-    }
+    let Some(origin) = h("origin") else {
+        return true;
+    };
+    let Some((_, origin_host)) = origin.split_once("://") else {
+        return false;
+    };
+    // Behind a reverse proxy the Host header may be the upstream's; the
+    // proxy's X-Forwarded-Host then names what the browser saw. A page on
+    // another site cannot set that header on a victim's request (it is not
+    // CORS-safelisted), so trusting it here opens nothing.
+    let forwarded = h("x-forwarded-host").and_then(|v| v.split(',').next().map(str::trim));
+    [h("host"), forwarded]
+        .into_iter()
+        .flatten()
+        .any(|host| origin_host.eq_ignore_ascii_case(host))
 }
 
 /// Per-request UI context, put in the request's extensions by [`context`].
@@ -409,6 +417,12 @@ mod tests {
             ("host", "127.0.0.1:5000"),
             ("origin", "http://127.0.0.1:8080")
         ])));
+        assert!(same_origin(&headers(&[
+            ("host", "127.0.0.1:5000"),
+            ("x-forwarded-host", "tracebox.example.com"),
+            ("origin", "https://tracebox.example.com")
+        ])));
+        assert!(!same_origin(&headers(&[("origin", "null")])));
         assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
         assert!(!same_origin(&headers(&[("sec-fetch-site", "same-site")])));
         assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
