@@ -97,6 +97,8 @@ impl ListQuery {
 /// A filter error, split around the place it points at.
 pub struct FilterError {
     pub message: String,
+    /// A likely fix, for the common mistakes.
+    pub hint: Option<String>,
     pub position: Option<usize>,
     pub before: String,
     pub at: String,
@@ -120,6 +122,7 @@ impl FilterError {
                     token.chars().count().min(chars.len() - pos)
                 };
                 Ok(FilterError {
+                    hint: hint(&message),
                     message,
                     position: Some(position),
                     before: chars[..pos].iter().collect(),
@@ -128,6 +131,7 @@ impl FilterError {
                 })
             }
             QueryError::Invalid(message) => Ok(FilterError {
+                hint: hint(&message),
                 message,
                 position: None,
                 before: String::new(),
@@ -141,6 +145,21 @@ impl FilterError {
     pub fn at_end(&self) -> bool {
         self.at.is_empty()
     }
+}
+
+/// Advice for the mistakes people make most with the grammar.
+fn hint(message: &str) -> Option<String> {
+    if let Some(rest) = message.strip_prefix("Invalid attribute key '") {
+        let key = rest.split('\'').next().unwrap_or_default();
+        return Some(format!(
+            "Tags and metadata need their prefix: tags.{key} or metadata.{key} \
+             (back-quote keys with dots: tags.`a.b`)."
+        ));
+    }
+    if message.contains("not quoted") {
+        return Some("Put string values in quotes: name = 'chat'.".into());
+    }
+    None
 }
 
 /// An assessment as a small coloured label.
@@ -547,6 +566,7 @@ mod tests {
         assert_eq!(e.before, "status = 'OK' AND ");
         assert_eq!(e.at, "foo");
         assert_eq!(e.position, Some(18));
+        assert!(e.hint.unwrap().contains("tags.foo"));
         let f = "status = ";
         let e = FilterError::from_query(f, parse_filter(f).unwrap_err()).unwrap();
         assert!(e.at_end());
