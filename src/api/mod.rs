@@ -3,9 +3,13 @@
 //! become HTTP responses in `error`, the one place that maps them.
 
 pub mod auth;
+pub mod budget;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod mlflow;
+pub mod observe;
+pub mod ops;
 pub mod otlp;
 
 use axum::Router;
@@ -23,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .merge(mlflow::router())
         .merge(otlp::router())
+        .merge(ops::router())
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
