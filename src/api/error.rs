@@ -164,6 +164,15 @@ impl From<StoreError> for ApiError {
                 30,
             )
             .with_reason("read_only"),
+            e if e.is_io_error() => {
+                tracing::error!(error = %e, "storage I/O error");
+                ApiError::unavailable(
+                    "tracebox cannot write to its data directory (storage I/O error, see the server log); \
+                     nothing was stored",
+                    30,
+                )
+                .with_reason("io_error")
+            }
             StoreError::Closed => {
                 ApiError::unavailable("tracebox is shutting down", 5).with_reason("shutting_down")
             }

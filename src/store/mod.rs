@@ -70,6 +70,14 @@ impl StoreError {
         matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
             if e.code == rusqlite::ErrorCode::DiskFull)
     }
+    /// True when the operating system failed a read or write of the
+    /// database files (a file system turned read-only or immutable under
+    /// the server, a failing disk): the request was fine, storage is not.
+    pub fn is_io_error(&self) -> bool {
+        matches!(self, StoreError::Io(_))
+            || matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::SystemIoFailure)
+    }
     /// True when the database cannot be written (read-only file or directory).
     pub fn is_read_only(&self) -> bool {
         matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))

@@ -70,6 +70,11 @@ impl Server {
         &self.dir
     }
 
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     fn spawn(&mut self) {
         let mut cmd = Command::new(bin());
         cmd.arg("serve")

@@ -4,5 +4,8 @@
 
 mod harness;
 mod mlflow_api;
+mod ops_crash;
+mod ops_disk;
+mod ops_load;
 mod otlp_http;
 mod tidy;
