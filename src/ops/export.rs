@@ -10,7 +10,9 @@
 //! Import loads a `jsonl` export into a data directory through the
 //! ordinary ingestion path (spans, then trace info, then assessments, with
 //! the ingestion hooks), which is idempotent: spans merge by id, info and
-//! tags are upserts, assessments keep their ids. It needs the directory to
+//! tags are upserts, assessments keep their ids. A trace that only ever
+//! arrived as spans is imported as spans (plus its tags and assessments),
+//! so it does not come back looking as if a client had sent its info. It needs the directory to
 //! itself (a running server holds the lock), because a server's derived
 //! state (index, sessions, judge queue) must see what is imported.
 
@@ -243,15 +245,33 @@ async fn import_one(store: &Store, t: trace_file::ParsedTrace) -> anyhow::Result
         ),
         other => anyhow::anyhow!("{other}"),
     };
-    if !t.spans.is_empty() {
+    let had_spans = !t.spans.is_empty();
+    if had_spans {
         store
             .ingest_spans(exp, SpanBatch::from_raw(t.spans))
             .await
             .map_err(missing)?;
     }
-    store
-        .upsert_trace_info(TraceUpsert { info: t.info }, t.assessments)
-        .await
-        .map_err(missing)?;
+    let client_sent = t
+        .info
+        .metadata
+        .get(crate::domain::metadata_keys::INFO_FINALIZED)
+        .is_some_and(|v| v == "true");
+    if client_sent || !had_spans {
+        store
+            .upsert_trace_info(TraceUpsert { info: t.info }, t.assessments)
+            .await
+            .map_err(missing)?;
+        return Ok(());
+    }
+    // A trace that only ever came as spans: its info is derived from them
+    // (re-derived just now); only tags set later and assessments are not.
+    let id = t.info.trace_id;
+    for (k, v) in t.info.tags {
+        store.set_trace_tag(id.clone(), k, v).await?;
+    }
+    for a in t.assessments {
+        store.create_assessment(a).await?;
+    }
     Ok(())
 }

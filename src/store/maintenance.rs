@@ -155,6 +155,18 @@ pub fn spans_after(conn: &Connection, after: i64, limit: usize) -> Result<Vec<St
     Ok(out)
 }
 
+/// Copies the WAL into the database and truncates it to zero bytes, so the
+/// space a burst of writes (or a retention pass) used in the WAL goes back
+/// to the file system. Runs on its own connection; gives up quietly (the
+/// WAL stays as it is, bounded by `journal_size_limit`) if readers keep it
+/// busy. Returns whether the WAL was fully checkpointed.
+pub fn checkpoint_truncate(db: &Path) -> Result<bool> {
+    let conn = Connection::open(db)?;
+    conn.busy_timeout(Duration::from_secs(2))?;
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    Ok(busy == 0)
+}
+
 /// `PRAGMA integrity_check`: `["ok"]` when the database is sound.
 pub fn integrity_check(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt = conn.prepare("PRAGMA integrity_check")?;
@@ -234,6 +246,14 @@ impl Store {
     pub async fn delete_oldest(&self, older_than_ms: Option<i64>, limit: usize) -> Result<usize> {
         self.write(move |c| delete_oldest(c, older_than_ms, limit))
             .await
+    }
+
+    /// See [`checkpoint_truncate`].
+    pub async fn checkpoint_truncate(&self) -> Result<bool> {
+        let path = self.path().to_path_buf();
+        tokio::task::spawn_blocking(move || checkpoint_truncate(&path))
+            .await
+            .map_err(|e| StoreError::Invalid(format!("checkpoint task failed: {e}")))?
     }
 
     pub async fn incremental_vacuum(&self, pages: i64) -> Result<()> {

@@ -9,6 +9,7 @@ mod ops_auth;
 mod ops_crash;
 mod ops_disk;
 mod ops_limits;
+mod ops_tools;
 mod ops_load;
 mod otlp_http;
 mod tidy;
