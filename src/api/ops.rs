@@ -49,7 +49,12 @@ async fn status(State(app): State<AppState>) -> ApiResult<Json<Value>> {
             .await?
             .and_then(|s| serde_json::from_str::<RetentionRun>(&s).ok()),
     };
-    let forward = app.ops.forward.lock().clone();
+    let mut forward = app.ops.forward.lock().clone();
+    if let Some(f) = &mut forward {
+        // Fresh, rather than as of the forwarder's last attempt (which may
+        // be a minute old while it backs off from a down upstream).
+        f.backlog = (app.store.max_span_id().await? - f.cursor).max(0);
+    }
     let limits = &app.config.limits;
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),

@@ -80,7 +80,10 @@ impl Server {
         cmd.arg("serve")
             .arg("--data")
             .arg(&self.dir)
-            .args(["--host", "127.0.0.1", "--port", "0"]);
+            .args(["--host", "127.0.0.1"]);
+        if !self.args.iter().any(|a| a == "--port") {
+            cmd.args(["--port", "0"]);
+        }
         if !self.args.iter().any(|a| a == "--otlp-grpc-port") {
             cmd.args(["--otlp-grpc-port", "0"]);
         }
