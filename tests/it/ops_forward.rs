@@ -39,10 +39,7 @@ async fn send(c: &Client, n: u64) -> String {
 
 fn authed(s: &Server) -> Client {
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        "authorization",
-        format!("Bearer {TOKEN}").parse().unwrap(),
-    );
+    headers.insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
     Client {
         base: s.url.clone(),
         http: reqwest::Client::builder()
@@ -54,7 +51,9 @@ fn authed(s: &Server) -> Client {
 
 /// Spans of a trace, comparable across servers (attribute order aside).
 async fn spans(c: &Client, id: &str) -> Option<Vec<Value>> {
-    let r = c.get(&format!("/api/3.0/mlflow/traces/get?trace_id={id}")).await;
+    let r = c
+        .get(&format!("/api/3.0/mlflow/traces/get?trace_id={id}"))
+        .await;
     if r.status != 200 {
         return None;
     }
@@ -115,13 +114,19 @@ async fn every_span_reaches_the_upstream_across_outages_and_crashes() {
     loop {
         let s = status(&c).await;
         let f = &s["forwarding"];
-        if f["last_error"].as_str().is_some_and(|e| e.contains("cannot reach")) {
+        if f["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot reach"))
+        {
             assert_eq!(f["url"], format!("{upstream_url}/v1/traces"));
             assert_eq!(f["backlog_spans"], 30, "{s}");
             assert_eq!(f["forwarded_spans"], 0);
             break;
         }
-        assert!(Instant::now() < deadline, "no forwarding error reported: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "no forwarding error reported: {s}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -158,7 +163,12 @@ async fn every_span_reaches_the_upstream_across_outages_and_crashes() {
                    "filter": "tags.origin = 'edge'", "max_results": 100}),
         )
         .await;
-    assert_eq!(r.body["traces"].as_array().map(Vec::len), Some(ids.len()), "{}", r.text);
+    assert_eq!(
+        r.body["traces"].as_array().map(Vec::len),
+        Some(ids.len()),
+        "{}",
+        r.text
+    );
     let metrics = c.get("/metrics").await.text;
     let forwarded: u64 = metrics
         .lines()
@@ -168,5 +178,8 @@ async fn every_span_reaches_the_upstream_across_outages_and_crashes() {
     // The restart lost this process's counter for the first batches only if
     // they had been sent before it; here none had, so it counts them all.
     assert_eq!(forwarded, 3 * ids.len() as u64, "{metrics}");
-    assert!(metrics.contains("tracebox_forward_failures_total"), "{metrics}");
+    assert!(
+        metrics.contains("tracebox_forward_failures_total"),
+        "{metrics}"
+    );
 }

@@ -10,9 +10,21 @@ use serde_json::{Value, json};
 
 fn spawn(dir: &std::path::Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_tracebox"))
-        .args(["--log-format", "json", "serve", "--port", "0", "--otlp-grpc-port", "0", "--data"])
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--port",
+            "0",
+            "--otlp-grpc-port",
+            "0",
+            "--data",
+        ])
         .arg(dir)
-        .env("RUST_LOG", "debug,hyper=warn,h2=warn,tower=warn,reqwest=warn")
+        .env(
+            "RUST_LOG",
+            "debug,hyper=warn,h2=warn,tower=warn,reqwest=warn",
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -33,7 +45,11 @@ async fn json_logs_cover_every_line_and_name_the_request() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("tracebox listening on ").unwrap().to_string();
+    let url = line
+        .trim()
+        .strip_prefix("tracebox listening on ")
+        .unwrap()
+        .to_string();
     let http = reqwest::Client::new();
 
     let ok = http.get(format!("{url}/health")).send().await.unwrap();
@@ -73,9 +89,18 @@ async fn json_logs_cover_every_line_and_name_the_request() {
     assert!(last["error"].as_str().unwrap().contains("in use"), "{last}");
 
     // Graceful shutdown, then read everything the first server wrote.
-    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(child.wait().unwrap().success());
     let lines = all_json(&err);
     assert!(lines.len() >= 5, "{err}");
@@ -86,12 +111,18 @@ async fn json_logs_cover_every_line_and_name_the_request() {
     let rejected = find(&|l| l["span"]["request_id"] == bad_id.as_str() && l["status"] == 400)
         .unwrap_or_else(|| panic!("no log line for request {bad_id}: {err}"));
     assert_eq!(rejected["reason"], "bad_request");
-    assert!(rejected["error"].as_str().unwrap().contains("OTLP/JSON"), "{rejected}");
+    assert!(
+        rejected["error"].as_str().unwrap().contains("OTLP/JSON"),
+        "{rejected}"
+    );
     assert_eq!(rejected["span"]["path"], "/v1/traces");
     assert!(
         find(&|l| l["span"]["request_id"] == "client-chosen-42" && l["status"] == 404).is_some(),
         "{err}"
     );
     assert!(find(&|l| l["message"] == "ready").is_some(), "{err}");
-    assert!(find(&|l| l["message"] == "shutting down").is_some(), "{err}");
+    assert!(
+        find(&|l| l["message"] == "shutting down").is_some(),
+        "{err}"
+    );
 }

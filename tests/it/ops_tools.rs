@@ -70,12 +70,7 @@ async fn exists(c: &Client, id: &str) -> bool {
 
 #[tokio::test]
 async fn retention_deletes_by_age_and_shows_it_in_the_status() {
-    let s = Server::start_with(&[
-        "--retention-days",
-        "30",
-        "--retention-interval-secs",
-        "1",
-    ]);
+    let s = Server::start_with(&["--retention-days", "30", "--retention-interval-secs", "1"]);
     let c = s.client();
     let day = 86_400_000;
     let mut old = Vec::new();
@@ -85,8 +80,15 @@ async fn retention_deletes_by_age_and_shows_it_in_the_status() {
         let age = if n % 2 == 0 { 40 * day } else { day };
         let root = SpanSpec::root(1, "r").start_ms(now_ms() - age);
         let child = SpanSpec::child(2, 1, "c").start_ms(now_ms() - age);
-        assert_eq!(export_protobuf(&c, &h, &[root, child], None).await.status, 200);
-        if n % 2 == 0 { old.push(id) } else { recent.push(id) }
+        assert_eq!(
+            export_protobuf(&c, &h, &[root, child], None).await.status,
+            200
+        );
+        if n % 2 == 0 {
+            old.push(id)
+        } else {
+            recent.push(id)
+        }
     }
     // Dependent rows go with their trace.
     let r = c
@@ -120,7 +122,10 @@ async fn retention_deletes_by_age_and_shows_it_in_the_status() {
         .unwrap();
     assert_eq!(orphans, 0);
     let metrics = c.get("/metrics").await.text;
-    assert!(metrics.contains("tracebox_retention_deleted_traces_total{reason=\"age\"} 3"), "{metrics}");
+    assert!(
+        metrics.contains("tracebox_retention_deleted_traces_total{reason=\"age\"} 3"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -159,7 +164,10 @@ async fn retention_keeps_the_directory_under_max_disk_oldest_first() {
     }
     let first = kept.iter().position(|k| *k).expect("something is kept");
     assert!(first > 0, "nothing was deleted: {kept:?}");
-    assert!(kept[first..].iter().all(|k| *k), "not oldest-first: {kept:?}");
+    assert!(
+        kept[first..].iter().all(|k| *k),
+        "not oldest-first: {kept:?}"
+    );
     assert_eq!(st["store"]["incremental_vacuum"], true);
 }
 
@@ -180,11 +188,18 @@ async fn backup_of_a_live_server_and_restore() {
     let writer = {
         let (stop, written, base) = (stop.clone(), written.clone(), s.url.clone());
         tokio::spawn(async move {
-            let c = Client { base, http: reqwest::Client::new() };
+            let c = Client {
+                base,
+                http: reqwest::Client::new(),
+            };
             let mut n = 10_000u64;
             while !stop.load(Ordering::Relaxed) {
                 let (h, _) = hexn(n);
-                if export_protobuf(&c, &h, &[SpanSpec::root(1, "live")], None).await.status == 200 {
+                if export_protobuf(&c, &h, &[SpanSpec::root(1, "live")], None)
+                    .await
+                    .status
+                    == 200
+                {
                     written.fetch_add(1, Ordering::Relaxed);
                 }
                 n += 1;
@@ -201,7 +216,10 @@ async fn backup_of_a_live_server_and_restore() {
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
     assert!(said.contains("backed up"), "{said}");
-    assert!(written.load(Ordering::Relaxed) > 0, "no write happened during the backup");
+    assert!(
+        written.load(Ordering::Relaxed) > 0,
+        "no write happened during the backup"
+    );
     assert!(!file.with_extension("backup-wal").exists());
     // A second backup to the same file needs --force.
     let again = tracebox(&["backup", file.to_str().unwrap(), "--data", &data]);
@@ -209,18 +227,27 @@ async fn backup_of_a_live_server_and_restore() {
 
     // The backup is a sound, self-contained database.
     let conn = rusqlite::Connection::open(&file).unwrap();
-    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(check, "ok");
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "delete");
-    let in_backup: i64 = conn.query_row("SELECT count(*) FROM traces", [], |r| r.get(0)).unwrap();
+    let in_backup: i64 = conn
+        .query_row("SELECT count(*) FROM traces", [], |r| r.get(0))
+        .unwrap();
     drop(conn);
     assert!(in_backup >= 50);
 
     // Restore refuses while the server runs…
     let out = tracebox(&["restore", file.to_str().unwrap(), "--data", &data]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "{out:?}"
+    );
     // …and a file that is not a tracebox database.
     let junk = backup_dir.path().join("junk");
     std::fs::write(&junk, b"not a database at all").unwrap();
@@ -230,7 +257,12 @@ async fn backup_of_a_live_server_and_restore() {
 
     // After the server stops: restore, with the derived index dropped.
     std::fs::create_dir_all(Path::new(&data).join("index")).unwrap();
-    let said = ok(&tracebox(&["restore", file.to_str().unwrap(), "--data", &data]));
+    let said = ok(&tracebox(&[
+        "restore",
+        file.to_str().unwrap(),
+        "--data",
+        &data,
+    ]));
     assert!(said.contains("restored"), "{said}");
     assert!(!Path::new(&data).join("index").exists());
     let kept = std::fs::read_dir(&data)
@@ -240,9 +272,14 @@ async fn backup_of_a_live_server_and_restore() {
     assert!(kept, "the previous database should be kept");
     let s2 = Server::start_in(Path::new(&data), &["--retention-days", "0"]);
     let c2 = s2.client();
-    assert_eq!(status(&c2).await["store"]["traces"].as_i64(), Some(in_backup));
+    assert_eq!(
+        status(&c2).await["store"]["traces"].as_i64(),
+        Some(in_backup)
+    );
     for id in &before {
-        let r = c2.get(&format!("/api/3.0/mlflow/traces/get?trace_id={id}")).await;
+        let r = c2
+            .get(&format!("/api/3.0/mlflow/traces/get?trace_id={id}"))
+            .await;
         assert_eq!(r.status, 200);
         assert_eq!(r.body["trace"]["spans"].as_array().unwrap().len(), 2);
     }
@@ -251,7 +288,9 @@ async fn backup_of_a_live_server_and_restore() {
 /// A trace's info and spans, without what legitimately differs between
 /// two stores (internal ordering of JSON maps is already stable).
 async fn trace_json(c: &Client, id: &str) -> Value {
-    let r = c.get(&format!("/api/3.0/mlflow/traces/get?trace_id={id}")).await;
+    let r = c
+        .get(&format!("/api/3.0/mlflow/traces/get?trace_id={id}"))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let mut t = r.body["trace"].clone();
     // Import always goes through StartTraceV3, which marks the info as
@@ -273,7 +312,10 @@ async fn export_and_import_round_trip_idempotently() {
     let a = Server::start_with(&["--retention-days", "0"]);
     let c = a.client();
     let exp = c
-        .post("/api/2.0/mlflow/experiments/create", json!({"name": "shop"}))
+        .post(
+            "/api/2.0/mlflow/experiments/create",
+            json!({"name": "shop"}),
+        )
         .await
         .body["experiment_id"]
         .as_str()
@@ -346,19 +388,40 @@ async fn export_and_import_round_trip_idempotently() {
     let data_a = a.dir().to_str().unwrap().to_string();
 
     // Export from the live server's directory.
-    ok(&tracebox(&["export", "--data", &data_a, "--format", "jsonl", "-o", jsonl.to_str().unwrap()]));
+    ok(&tracebox(&[
+        "export",
+        "--data",
+        &data_a,
+        "--format",
+        "jsonl",
+        "-o",
+        jsonl.to_str().unwrap(),
+    ]));
     let lines = std::fs::read_to_string(&jsonl).unwrap();
     assert_eq!(lines.lines().count(), 12);
     let first: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
-    assert!(first["info"]["trace_id"].is_string() && first["data"]["spans"].is_array(), "{first}");
+    assert!(
+        first["info"]["trace_id"].is_string() && first["data"]["spans"].is_array(),
+        "{first}"
+    );
 
     let csv = ok(&tracebox(&["export", "--data", &data_a, "--format", "csv"]));
     let mut rows = csv.lines();
-    assert!(rows.next().unwrap().starts_with("trace_id,experiment_id,request_time,state"));
+    assert!(
+        rows.next()
+            .unwrap()
+            .starts_with("trace_id,experiment_id,request_time,state")
+    );
     assert_eq!(rows.count(), 12);
 
     let prod = ok(&tracebox(&[
-        "export", "--data", &data_a, "--experiment", &exp, "--filter", "tags.env = 'prod'",
+        "export",
+        "--data",
+        &data_a,
+        "--experiment",
+        &exp,
+        "--filter",
+        "tags.env = 'prod'",
     ]));
     assert_eq!(prod.lines().count(), 4);
     let bad = tracebox(&["export", "--data", &data_a, "--filter", "tags.env = "]);
@@ -375,7 +438,12 @@ async fn export_and_import_round_trip_idempotently() {
     );
     let import = || {
         ok(&tracebox(&[
-            "import", jsonl.to_str().unwrap(), "--data", &data_b, "--experiment", "0",
+            "import",
+            jsonl.to_str().unwrap(),
+            "--data",
+            &data_b,
+            "--experiment",
+            "0",
         ]))
     };
     import();
@@ -383,7 +451,14 @@ async fn export_and_import_round_trip_idempotently() {
     let b = Server::start_in(b_dir.path(), &["--retention-days", "0"]);
     let cb = b.client();
     // A running server owns its directory.
-    let busy = tracebox(&["import", jsonl.to_str().unwrap(), "--data", &data_b, "--experiment", "0"]);
+    let busy = tracebox(&[
+        "import",
+        jsonl.to_str().unwrap(),
+        "--data",
+        &data_b,
+        "--experiment",
+        "0",
+    ]);
     assert!(!busy.status.success());
     assert_eq!(status(&cb).await["store"]["traces"], 12);
     for id in &ids {
