@@ -246,6 +246,10 @@ impl Store {
 }
 
 /// Opens a connection with the pragmas every connection needs.
+///
+/// `journal_size_limit` makes SQLite cut the WAL back to 64 MiB whenever a
+/// checkpoint lets it restart, so a burst of writes (or a retention pass)
+/// does not leave a huge WAL on disk for good.
 pub(crate) fn open_connection(path: &Path, opts: &StoreOptions) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
