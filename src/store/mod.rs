@@ -15,6 +15,7 @@ pub mod experiments;
 mod migrate;
 mod pool;
 mod rows;
+pub mod sessions;
 pub mod traces;
 mod writer;
 
