@@ -861,6 +861,9 @@ impl Store {
         limit: usize,
     ) -> Result<(SessionSummary, TurnPage, Vec<Assessment>)> {
         self.read(move |c| {
+            // One read transaction: the summary, turns and assessments come
+            // from the same snapshot even while writes commit.
+            let _snapshot = c.unchecked_transaction()?;
             let summary = get_session(c, exp, &session)?;
             let turns = session_turns(c, exp, &session, after, limit)?;
             let session_level = session_assessments(c, exp, &session)?;
@@ -1359,6 +1362,61 @@ mod tests {
         assert!(matches!(missing, Err(StoreError::NotFound(_))));
     }
 
+    /// A database written before the aggregates existed gets them computed
+    /// when it is migrated.
+    #[test]
+    fn migrating_an_existing_database_computes_the_aggregates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tracebox.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(include_str!("../../migrations/0001_core.sql"))
+                .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            for (i, (s, u, state)) in [
+                (Some("s1"), Some("ann"), "OK"),
+                (Some("s1"), Some("ann"), "ERROR"),
+                (Some("s2"), None, "OK"),
+                (None, Some("ann"), "OK"),
+                (None, None, "OK"),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                conn.execute(
+                    "INSERT INTO traces (trace_id, experiment_id, request_time, state, session_id,
+                         user_id, last_update) VALUES (?1, 0, ?2, ?3, ?4, ?5, 0)",
+                    params![format!("tr-{i}"), 100 + i as i64, state, s, u],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO assessments (assessment_id, trace, name, kind, value, source_type,
+                     create_time, last_update_time) VALUES ('a-1', 1, 'x', 'feedback', 'true', 'HUMAN', 0, 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let (want, got) = store
+            .read_blocking(|c| Ok((expected(c), actual(c))))
+            .unwrap();
+        assert_eq!(got, want);
+        assert_eq!(got.0.len(), 2);
+        assert_eq!(
+            (got.1[0].traces, got.1[0].sessions, got.1[0].error_count),
+            (3, 1, 1)
+        );
+        assert_eq!(got.1[0].assessments.human_positive, 1);
+        // Done once: the request is gone.
+        let pending: i64 = store
+            .read_blocking(|c| {
+                Ok(c.query_row("SELECT count(*) FROM rollup_meta", [], |r| r.get(0))?)
+            })
+            .unwrap();
+        assert_eq!(pending, 0);
+    }
+
     /// Every read and maintenance statement walks an index: none scans a
     /// table or sorts in a temporary B-tree.
     #[test]
@@ -1429,5 +1487,140 @@ mod tests {
             2,
             "traces_session",
         );
+    }
+
+    /// Not a test: `cargo nextest run --run-ignored only million --no-capture`
+    /// prints how the aggregates behave at a million traces (100k sessions,
+    /// 20k users, one user with 100k traces).
+    #[test]
+    #[ignore]
+    fn million_traces_bench() {
+        use std::time::Instant;
+        let (_dir, store) = open();
+        let n: i64 = std::env::var("TRACES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        let t = Instant::now();
+        store
+            .write_blocking(move |c| {
+                let mut ins = c.prepare(
+                    "INSERT INTO traces (trace_id, experiment_id, request_time, state, session_id,
+                         user_id, input_tokens, output_tokens, total_tokens, last_update)
+                     VALUES (?1, 0, ?2, ?3, ?4, ?5, 10, 5, 15, 0)",
+                )?;
+                let mut fb = c.prepare(
+                    "INSERT INTO assessments (assessment_id, trace, name, kind, value, source_type,
+                         create_time, last_update_time)
+                     VALUES (?1, ?2, 'user_satisfaction', 'feedback', ?3, 'HUMAN', 0, 0)",
+                )?;
+                for i in 0..n {
+                    let session = i / 10;
+                    let user = if i % 10 == 0 { 0 } else { 1 + session % 20_000 };
+                    ins.execute(params![
+                        format!("tr-{i:032x}"),
+                        1_700_000_000_000 + i * 1000,
+                        if i % 17 == 0 { "ERROR" } else { "OK" },
+                        format!("s-{session}"),
+                        format!("u-{user}"),
+                    ])?;
+                    if i % 3 == 0 {
+                        fb.execute(params![
+                            format!("a-{i:032x}"),
+                            c.last_insert_rowid(),
+                            if i % 2 == 0 { "true" } else { "false" }
+                        ])?;
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        println!("insert {n} traces: {:?}", t.elapsed());
+        let t = Instant::now();
+        store.write_blocking(rebuild).unwrap();
+        println!("rebuild aggregates: {:?}", t.elapsed());
+        let timed = |what: &str, f: &dyn Fn(&Connection) -> Result<usize>| {
+            let t = Instant::now();
+            let mut items = 0;
+            for _ in 0..20 {
+                items = store.read_blocking(f).unwrap();
+            }
+            println!("{what}: {:?} per call ({items} items)", t.elapsed() / 20);
+        };
+        let q = ListQuery {
+            experiment_id: 0,
+            limit: 100,
+            ..Default::default()
+        };
+        timed("list sessions, first page", &|c| {
+            Ok(list_sessions(c, &q)?.items.len())
+        });
+        let deep = ListQuery {
+            after: Some((1_700_000_000_000 + n * 500, "s-5".into())),
+            ..q.clone()
+        };
+        timed("list sessions, page deep in the middle", &|c| {
+            Ok(list_sessions(c, &deep)?.items.len())
+        });
+        let window = ListQuery {
+            start_ms: Some(1_700_000_000_000 + n * 250),
+            end_ms: Some(1_700_000_000_000 + n * 260),
+            ..q.clone()
+        };
+        timed("list sessions, time window", &|c| {
+            Ok(list_sessions(c, &window)?.items.len())
+        });
+        let by_user = ListQuery {
+            user_id: Some("u-0".into()),
+            ..q.clone()
+        };
+        timed("list sessions of the 100k-trace user", &|c| {
+            Ok(list_sessions(c, &by_user)?.items.len())
+        });
+        timed("list users, first page", &|c| {
+            Ok(list_users(c, &q)?.items.len())
+        });
+        timed("one session with its 10 turns", &|c| {
+            Ok(session_turns(c, 0, "s-4242", None, 100)?.turns.len())
+        });
+        timed("get user u-0", &|c| {
+            Ok(get_user(c, 0, "u-0")?.traces as usize)
+        });
+        // Incremental upkeep: one more turn of a session of the heavy user,
+        // then an assessment on it, then deleting it.
+        let t = Instant::now();
+        let id = store
+            .write_blocking(move |c| {
+                c.execute(
+                    "INSERT INTO traces (trace_id, experiment_id, request_time, state, session_id,
+                         user_id, last_update) VALUES ('tr-new', 0, 1, 'OK', 's-4242', 'u-0', 0)",
+                    [],
+                )?;
+                let id = c.last_insert_rowid();
+                sync(c, &[id])?;
+                Ok(id)
+            })
+            .unwrap();
+        println!("sync one new trace of the heavy user: {:?}", t.elapsed());
+        let t = Instant::now();
+        store
+            .write_blocking(move |c| {
+                c.execute(
+                    "INSERT INTO assessments (assessment_id, trace, name, kind, value, source_type,
+                         create_time, last_update_time)
+                     VALUES ('a-new', ?1, 'x', 'feedback', 'true', 'HUMAN', 0, 0)",
+                    [id],
+                )?;
+                sync(c, &[id])
+            })
+            .unwrap();
+        println!("sync after an assessment: {:?}", t.elapsed());
+        let t = Instant::now();
+        store
+            .write_blocking(move |c| crate::store::traces::delete_trace_rows(c, &[id]))
+            .unwrap();
+        println!("delete it again: {:?}", t.elapsed());
+        let u = store.read_blocking(|c| get_user(c, 0, "u-0")).unwrap();
+        assert_eq!(u.first_time_ms, 1_700_000_000_000);
     }
 }

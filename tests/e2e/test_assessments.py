@@ -33,6 +33,8 @@ def call_llm(messages):
     last = messages[-1]["content"]
     if "crash" in last:
         raise RuntimeError("model unavailable")
+    mlflow.get_current_active_span().set_attribute(
+        "mlflow.chat.tokenUsage", {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15})
     return {"choices": [{"message": {"role": "assistant", "content": f"answer to: {last}"}}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
 
@@ -402,3 +404,81 @@ def test_bad_input_is_refused_and_writes_nothing(sdk):
         assert r.status_code == 400, (what, r.status_code, r.text)
     [a] = mlflow.get_trace(tid).info.assessments
     assert (a.name, a.value, a.last_update_time_ms) == ("ok", True, 1795625984668)
+
+
+# ---------------------------------------------------------------- sessions and users
+
+
+def api(tb, path, **params):
+    r = tb.get("/api/tracebox/v1/" + path, params=params)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_sessions_and_users_from_sdk_traces_and_feedback(sdk):
+    # Two users, three sessions; session/user in metadata for some turns and
+    # in tags for others; one turn fails inside the model call.
+    reqs = []
+    for s, user, n in [("conv-a", "alice", 3), ("conv-b", "bob", 2), ("conv-c", "alice", 1)]:
+        history = []
+        for k in range(n):
+            msg = f"{s} message {k}" + (" crash" if (s, k) == ("conv-b", 1) else "")
+            reqs.append({"request_id": f"{s}-{k}", "session": s, "user": user, "message": msg,
+                         "history": list(history), "in_tags": k % 2 == 1})
+            history += [{"role": "user", "content": msg}, {"role": "assistant", "content": f"answer to: {msg}"}]
+    ids = log_requests(sdk, reqs)
+    by_req = dict(zip([r["request_id"] for r in reqs], ids))
+    exp = experiment_id(sdk)
+
+    # End users rate some answers; a judge rates one; a reviewer overrides it.
+    human = lambda who: AssessmentSource(source_type="HUMAN", source_id=who)
+    mlflow.log_feedback(trace_id=by_req["conv-a-0"], name="user_satisfaction", value=True, source=human("alice"))
+    mlflow.log_feedback(trace_id=by_req["conv-a-2"], name="user_satisfaction", value=False, source=human("alice"))
+    mlflow.log_feedback(trace_id=by_req["conv-b-0"], name="user_satisfaction", value=True, source=human("bob"))
+    judged = mlflow.log_feedback(trace_id=by_req["conv-a-1"], name="relevance", value="no",
+                                 source=AssessmentSource(source_type="LLM_JUDGE", source_id="gpt"))
+
+    sessions = {s["session_id"]: s for s in api(sdk, "sessions", experiment_id=exp)["sessions"]}
+    assert set(sessions) == {"conv-a", "conv-b", "conv-c"}
+    a = sessions["conv-a"]
+    assert (a["user"], a["turns"], a["error_count"]) == ("alice", 3, 0)
+    assert a["first_trace_id"] == by_req["conv-a-0"]
+    assert a["tokens"] == {"input": 30, "output": 15, "total": 45}
+    assert a["assessments"]["feedback"] == 3
+    assert (a["assessments"]["positive"], a["assessments"]["negative"]) == (1, 2)
+    assert (a["assessments"]["human_positive"], a["assessments"]["human_negative"]) == (1, 1)
+    assert a["assessments"]["human_positive_share"] == 0.5
+    b = sessions["conv-b"]
+    assert (b["user"], b["turns"], b["error_count"]) == ("bob", 2, 1)
+    assert b["tokens"] == {"input": 10, "output": 5, "total": 15}  # the failed call reported none
+    assert a["last_time_ms"] >= a["first_time_ms"]
+
+    users = {u["user"]: u for u in api(sdk, "users", experiment_id=exp)["users"]}
+    assert (users["alice"]["traces"], users["alice"]["sessions"]) == (4, 2)
+    assert (users["bob"]["traces"], users["bob"]["sessions"], users["bob"]["error_count"]) == (2, 1, 1)
+    assert users["bob"]["assessments"]["human_positive_share"] == 1.0
+    assert [s["session_id"] for s in api(sdk, "users/alice/sessions", experiment_id=exp)["sessions"]] == ["conv-c", "conv-a"]
+
+    # One session as its turns: the chat exchange of each, in order.
+    detail = api(sdk, "sessions/conv-a", experiment_id=exp)
+    assert [t["trace_id"] for t in detail["turns"]] == [by_req[f"conv-a-{k}"] for k in range(3)]
+    assert [t["user_message"] for t in detail["turns"]] == [f"conv-a message {k}" for k in range(3)]
+    assert [t["assistant_message"] for t in detail["turns"]] == [f"answer to: conv-a message {k}" for k in range(3)]
+    assert [[x["name"] for x in t["assessments"]] for t in detail["turns"]] == [["user_satisfaction"], ["relevance"], ["user_satisfaction"]]
+
+    # The reviewer overrides the judge: the overridden "no" stops counting.
+    mlflow.override_feedback(trace_id=by_req["conv-a-1"], assessment_id=judged.assessment_id, value="yes",
+                             source=human("reviewer"))
+    a = {s["session_id"]: s for s in api(sdk, "sessions", experiment_id=exp)["sessions"]}["conv-a"]
+    assert (a["assessments"]["feedback"], a["assessments"]["positive"], a["assessments"]["negative"]) == (3, 2, 1)
+    # Moving a turn to another user by tag moves it in the user view.
+    TracingClient().set_trace_tag(by_req["conv-c-0"], "mlflow.trace.user", "carol")
+    users = {u["user"]: u for u in api(sdk, "users", experiment_id=exp)["users"]}
+    assert (users["alice"]["traces"], users["alice"]["sessions"]) == (3, 1)
+    assert (users["carol"]["traces"], users["carol"]["sessions"]) == (1, 1)
+    # Deleting a session's traces removes it; deleting a user's last trace removes the user.
+    TracingClient().delete_traces(experiment_id=exp, trace_ids=[by_req["conv-c-0"]])
+    assert "conv-c" not in {s["session_id"] for s in api(sdk, "sessions", experiment_id=exp)["sessions"]}
+    assert "carol" not in {u["user"] for u in api(sdk, "users", experiment_id=exp)["users"]}
+    r = sdk.get("/api/tracebox/v1/sessions/conv-c", params={"experiment_id": exp})
+    assert r.status_code == 404 and r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
