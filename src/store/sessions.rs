@@ -1389,6 +1389,16 @@ mod tests {
                     params![format!("tr-{i}"), 100 + i as i64, state, s, u],
                 )
                 .unwrap();
+                // The columns are denormalised from these.
+                for (k, v) in [(metadata_keys::SESSION, s), (metadata_keys::USER, u)] {
+                    if let Some(v) = v {
+                        conn.execute(
+                            "INSERT INTO trace_metadata (trace, key, value) VALUES (?1, ?2, ?3)",
+                            params![i as i64 + 1, k, v],
+                        )
+                        .unwrap();
+                    }
+                }
             }
             conn.execute(
                 "INSERT INTO assessments (assessment_id, trace, name, kind, value, source_type,
