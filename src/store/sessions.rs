@@ -1630,6 +1630,37 @@ mod tests {
             .write_blocking(move |c| crate::store::traces::delete_trace_rows(c, &[id]))
             .unwrap();
         println!("delete it again: {:?}", t.elapsed());
+        // Ingestion's share: 1000 new traces (100 new sessions of 10 turns,
+        // spread over existing users) synced in one job, as the hook does.
+        let t = Instant::now();
+        store
+            .write_blocking(move |c| {
+                let mut ids = Vec::new();
+                for i in 0..1000i64 {
+                    c.execute(
+                        "INSERT INTO traces (trace_id, experiment_id, request_time, state,
+                             session_id, user_id, total_tokens, last_update)
+                         VALUES (?1, 0, ?2, 'OK', ?3, ?4, 7, 0)",
+                        params![
+                            format!("tr-batch-{i}"),
+                            1_800_000_000_000 + i,
+                            format!("new-{}", i / 10),
+                            format!("u-{}", i % 500)
+                        ],
+                    )?;
+                    ids.push(c.last_insert_rowid());
+                }
+                let t = Instant::now();
+                sync(c, &ids)?;
+                println!("  of which sync: {:?}", t.elapsed());
+                Ok(())
+            })
+            .unwrap();
+        println!(
+            "insert + sync 1000 new traces in one job: {:?} ({:?} per trace)",
+            t.elapsed(),
+            t.elapsed() / 1000
+        );
         let u = store.read_blocking(|c| get_user(c, 0, "u-0")).unwrap();
         assert_eq!(u.first_time_ms, 1_700_000_000_000);
     }
