@@ -77,6 +77,8 @@ impl App {
                 ..StoreOptions::default()
             },
         )?;
+        // Session and user aggregates commit with the traces they summarise.
+        store.on_traces_written(crate::store::sessions::hook());
         let state = AppState {
             query: QueryEngine::new(store.clone()),
             store,
