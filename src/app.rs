@@ -147,6 +147,8 @@ impl App {
                 dir.display()
             );
         }
+        // Session and user aggregates commit with the traces they summarise.
+        store.on_traces_written(crate::store::sessions::hook());
         let ops = Arc::new(OpsStatus::default());
         if let Some(url) = &config.forward_otlp {
             *ops.forward.lock() = Some(crate::ops::forward::Forwarder::prepare(&store, url)?);

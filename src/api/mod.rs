@@ -1,4 +1,5 @@
-//! HTTP APIs: MLflow's REST API (`mlflow`), OTLP ingestion (`otlp`), and
+//! HTTP APIs: MLflow's REST API (`mlflow`), OTLP ingestion (`otlp`),
+//! tracebox's own session and user views (`tracebox`), and
 //! operational endpoints (`/health`, `/metrics`). Errors from every layer
 //! become HTTP responses in `error`, the one place that maps them.
 
@@ -11,6 +12,7 @@ pub mod mlflow;
 pub mod observe;
 pub mod ops;
 pub mod otlp;
+pub mod tracebox;
 
 use axum::Router;
 use axum::extract::State;
@@ -27,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .merge(mlflow::router())
         .merge(otlp::router())
+        .merge(tracebox::router())
         .merge(ops::router())
 }
 

@@ -16,6 +16,7 @@ pub mod maintenance;
 mod migrate;
 mod pool;
 mod rows;
+pub mod sessions;
 pub mod traces;
 mod writer;
 
@@ -252,6 +253,10 @@ impl Store {
 /// does not leave a huge WAL on disk for good.
 pub(crate) fn open_connection(path: &Path, opts: &StoreOptions) -> Result<Connection> {
     let conn = Connection::open(path)?;
+    // Ingestion, aggregate upkeep and reads each run a dozen or more cached
+    // statements per job; rusqlite's default cache of 16 made them evict
+    // each other and re-prepare on every trace.
+    conn.set_prepared_statement_cache_capacity(256);
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.execute_batch(&format!(
         "PRAGMA foreign_keys = ON;

@@ -14,4 +14,5 @@ mod ops_load;
 mod ops_logs;
 mod ops_tools;
 mod otlp_http;
+mod sessions_api;
 mod tidy;
