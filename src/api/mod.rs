@@ -4,9 +4,13 @@
 //! become HTTP responses in `error`, the one place that maps them.
 
 pub mod auth;
+pub mod budget;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod mlflow;
+pub mod observe;
+pub mod ops;
 pub mod otlp;
 pub mod tracebox;
 
@@ -26,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .merge(mlflow::router())
         .merge(otlp::router())
         .merge(tracebox::router())
+        .merge(ops::router())
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {

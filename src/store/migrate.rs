@@ -15,6 +15,7 @@ use super::{Result, StoreError};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_core.sql"),
     include_str!("../../migrations/0002_sessions.sql"),
+    include_str!("../../migrations/0003_ops.sql"),
 ];
 
 /// The schema version this build writes.
