@@ -1,12 +1,18 @@
-//! HTTP APIs: MLflow's REST API (`mlflow`), OTLP ingestion (`otlp`), and
+//! HTTP APIs: MLflow's REST API (`mlflow`), OTLP ingestion (`otlp`),
+//! tracebox's own session and user views (`tracebox`), and
 //! operational endpoints (`/health`, `/metrics`). Errors from every layer
 //! become HTTP responses in `error`, the one place that maps them.
 
 pub mod auth;
+pub mod budget;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod mlflow;
+pub mod observe;
+pub mod ops;
 pub mod otlp;
+pub mod tracebox;
 
 use axum::Router;
 use axum::extract::State;
@@ -23,6 +29,8 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .merge(mlflow::router())
         .merge(otlp::router())
+        .merge(tracebox::router())
+        .merge(ops::router())
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {

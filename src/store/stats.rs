@@ -2,7 +2,7 @@
 //! volume, errors, latency distribution and token sums per time bucket.
 //!
 //! Unfiltered views read hourly rollups (`stats_hourly`). Triggers from
-//! migration 0002 mark the (experiment, hour) buckets that any change to
+//! migration 0004 (`ui_stats`) mark the (experiment, hour) buckets that any change to
 //! `traces` touched; readers recompute those few buckets from `traces` in
 //! their own snapshot and overlay them, then write them back in the
 //! background (best effort: a failed write only means the next reader

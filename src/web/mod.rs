@@ -95,5 +95,5 @@ async fn security_headers(req: Request, next: Next) -> Response {
 /// from another origin (a session cookie is ambient authority; another
 /// site's page must not be able to use it, even same-site on another port).
 pub fn session_ok(app: &AppState, headers: &HeaderMap) -> bool {
-    session::same_origin(headers) && app.sessions.lookup(headers).is_some()
+    session::same_origin(headers) && app.login_sessions.lookup(headers).is_some()
 }

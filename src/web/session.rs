@@ -210,7 +210,7 @@ pub async fn context(State(app): State<AppState>, mut req: Request, next: Next) 
     let header_auth = app.auth.enabled()
         && headers.contains_key(header::AUTHORIZATION)
         && app.auth.check_headers(headers);
-    let session_csrf = app.sessions.lookup(headers);
+    let session_csrf = app.login_sessions.lookup(headers);
     let mut new_cookie = None;
     let csrf = match (&session_csrf, cookie(headers, CSRF_COOKIE)) {
         (Some(t), _) => t.clone(),
@@ -345,8 +345,8 @@ pub async fn login(
         return resp;
     }
     // A fresh id at every login: a planted cookie cannot become a session.
-    app.sessions.remove(&headers);
-    let id = app.sessions.create();
+    app.login_sessions.remove(&headers);
+    let id = app.login_sessions.create();
     let mut resp = Redirect::to(&next).into_response();
     resp.headers_mut().append(
         header::SET_COOKIE,
@@ -370,7 +370,7 @@ pub async fn logout(
     if let Err(e) = ctx.verify(&headers, &form.csrf) {
         return e.into_response();
     }
-    app.sessions.remove(&headers);
+    app.login_sessions.remove(&headers);
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut().append(
         header::SET_COOKIE,
