@@ -37,6 +37,8 @@ pub struct AppState {
     pub budget: Arc<ByteBudget>,
     /// What retention and forwarding last did; short-held locks inside.
     pub ops: Arc<OpsStatus>,
+    /// Web UI login sessions; a mutex-guarded map inside (see `web::session`).
+    pub login_sessions: Arc<crate::web::Sessions>,
 }
 
 impl AppState {
@@ -163,6 +165,7 @@ impl App {
                 config.ops.inflight_wait,
             )),
             ops,
+            login_sessions: Arc::new(crate::web::Sessions::default()),
             config: Arc::new(config),
         };
         Ok(App { state, _lock: lock })
@@ -173,7 +176,7 @@ impl App {
         let state = self.state.clone();
         Router::new()
             .merge(crate::api::router())
-            .merge(crate::web::router())
+            .merge(crate::web::router(state.clone()))
             // Innermost first: the byte budget is only spent on
             // authenticated requests, and the request log sees everything.
             .layer(axum::middleware::from_fn_with_state(

@@ -117,6 +117,7 @@ async fn export_to(store: &Store, args: &ExportArgs, mut out: impl Write) -> any
                 order_by: vec!["timestamp_ms ASC".into()],
                 max_results: PAGE,
                 page_token: token.take(),
+                text: None,
             })
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;

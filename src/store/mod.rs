@@ -17,7 +17,9 @@ mod migrate;
 mod pool;
 mod rows;
 pub mod sessions;
+pub mod stats;
 pub mod traces;
+pub mod views;
 mod writer;
 
 use std::path::{Path, PathBuf};

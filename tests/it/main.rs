@@ -16,3 +16,4 @@ mod ops_tools;
 mod otlp_http;
 mod sessions_api;
 mod tidy;
+mod web;

@@ -501,6 +501,7 @@ async fn search_traces(
             order_by: req.order_by,
             max_results,
             page_token: req.page_token,
+            text: None,
         })
         .await?;
     let traces: Vec<Value> = page.traces.iter().map(dto::trace_info).collect();
