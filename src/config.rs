@@ -205,6 +205,39 @@ pub struct Config {
     pub max_disk_bytes: Option<u64>,
     /// Tee every accepted span to this OTLP/HTTP endpoint.
     pub forward_otlp: Option<String>,
+    /// Operations knobs (overload, retention, forwarding); see [`OpsConfig`].
+    pub ops: OpsConfig,
+}
+
+/// Operations settings: overload protection, retention schedule and
+/// forwarding details. Grouped so that adding one does not touch every
+/// place that builds a [`Config`].
+#[derive(Debug, Clone)]
+pub struct OpsConfig {
+    /// Request bytes (bodies, and room to inflate compressed ones) that may
+    /// be in flight at once; beyond it requests wait, then get 503.
+    pub max_inflight_bytes: usize,
+    /// How long a request waits for room in the byte budget before 503.
+    pub inflight_wait: std::time::Duration,
+    /// Time between retention runs (the first runs shortly after start).
+    pub retention_interval: std::time::Duration,
+    /// Extra headers sent with every forwarded OTLP request (e.g. auth).
+    pub forward_headers: Vec<(String, String)>,
+    /// Testing hook: cap the database at this many pages
+    /// (`PRAGMA max_page_count`), to simulate a full disk.
+    pub db_max_pages: Option<u64>,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self {
+            max_inflight_bytes: 256 << 20,
+            inflight_wait: std::time::Duration::from_secs(5),
+            retention_interval: std::time::Duration::from_secs(3600),
+            forward_headers: Vec::new(),
+            db_max_pages: None,
+        }
+    }
 }
 
 impl Config {
@@ -224,6 +257,7 @@ impl Config {
             retention_days: 0,
             max_disk_bytes: None,
             forward_otlp: None,
+            ops: OpsConfig::default(),
         }
     }
 
@@ -238,6 +272,13 @@ impl Config {
         }
         if self.auth_token.as_deref().is_some_and(|t| t.len() < 8) {
             anyhow::bail!("--auth-token must be at least 8 characters");
+        }
+        if let Some(url) = &self.forward_otlp
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            anyhow::bail!(
+                "--forward-otlp must be an http:// or https:// URL of an OTLP/HTTP traces endpoint (got '{url}')"
+            );
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod judge;
 pub mod logging;
 pub mod metrics;
+pub mod ops;
 pub mod query;
 pub mod store;
 pub mod web;
@@ -24,6 +25,10 @@ use cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args.into_config()?),
+        Command::Backup(args) => ops::backup::backup(args),
+        Command::Restore(args) => ops::backup::restore(args),
+        Command::Export(args) => ops::export::export(args),
+        Command::Import(args) => ops::export::import(args),
         Command::Judges(args) => judge::cli::run(args),
     }
 }

@@ -6,11 +6,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = tracebox::cli::Cli::parse();
-    tracebox::logging::init(cli.log_format.into());
+    let format = cli.log_format.into();
+    tracebox::logging::init(format);
     match tracebox::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tracebox: {e:#}");
+            tracebox::logging::fatal(format, &e);
             ExitCode::FAILURE
         }
     }

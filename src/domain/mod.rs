@@ -12,7 +12,9 @@ pub mod semconv;
 mod span;
 mod trace;
 
-pub use assessment::{Assessment, AssessmentError, AssessmentKind, AssessmentSource, SourceType};
+pub use assessment::{
+    Assessment, AssessmentError, AssessmentKind, AssessmentSource, SourceType, polarity,
+};
 pub use ids::{IdError, OtelSpanId, OtelTraceId, TraceId};
 pub use scorer::{OnlineConfig, ScorerVersion};
 pub use span::{Span, SpanEvent, SpanStatusCode, TokenUsage};

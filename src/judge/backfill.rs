@@ -69,6 +69,7 @@ pub async fn start(
                 order_by: vec!["timestamp_ms DESC".into()],
                 max_results: crate::query::MAX_RESULTS_LIMIT,
                 page_token: page_token.take(),
+                text: None,
             })
             .await?;
         trace_ids.extend(page.traces.into_iter().map(|t| t.trace_id));

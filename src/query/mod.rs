@@ -10,6 +10,7 @@
 pub mod ast;
 mod parse;
 mod plan;
+pub mod stats;
 mod token;
 
 use crate::domain::TraceInfo;
@@ -52,6 +53,8 @@ pub struct SearchRequest {
     pub order_by: Vec<String>,
     pub max_results: usize,
     pub page_token: Option<String>,
+    /// Free text to find in traces (the UI's search box).
+    pub text: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +150,7 @@ impl QueryEngine {
         let sql = plan::build(
             &req.experiment_ids,
             expr.as_ref(),
+            req.text.as_deref(),
             &order,
             after.as_ref(),
             limit,

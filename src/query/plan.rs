@@ -261,24 +261,78 @@ impl Builder {
     }
 }
 
+impl Builder {
+    /// The experiment, filter and free-text conditions of a search.
+    fn conditions(
+        &mut self,
+        experiment_ids: &[i64],
+        filter: Option<&Expr>,
+        text: Option<&str>,
+    ) -> Result<Vec<String>, QueryError> {
+        let exps = Value::from(experiment_ids.to_vec()).to_string();
+        let mut conds = vec![if let [one] = experiment_ids {
+            // A single experiment as a plain equality lets SQLite walk the
+            // (experiment_id, request_time) index in order.
+            format!("t.experiment_id = {}", self.bind(*one))
+        } else {
+            format!(
+                "t.experiment_id IN (SELECT value FROM json_each({}))",
+                self.bind(exps)
+            )
+        }];
+        if let Some(f) = filter {
+            conds.push(self.expr(f)?);
+        }
+        if let Some(t) = text.map(str::trim).filter(|t| !t.is_empty()) {
+            conds.push(self.text_match(t));
+        }
+        Ok(conds)
+    }
+
+    /// Interim free text: a case-insensitive substring of the trace name or
+    /// its request/response previews. The tantivy index replaces this with
+    /// real full-text search over every span; the UI's `q` box stays.
+    fn text_match(&mut self, text: &str) -> String {
+        let escaped: String = text
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let v = self.bind(format!("%{escaped}%"));
+        format!(
+            "(t.name LIKE {v} ESCAPE '\\' OR t.request_preview LIKE {v} ESCAPE '\\' \
+             OR t.response_preview LIKE {v} ESCAPE '\\')"
+        )
+    }
+}
+
+/// A boolean SQL expression over `traces t` selecting what a search would
+/// (without order or paging), with its parameters numbered from ?1; the
+/// dashboard aggregates over it.
+pub fn build_where(
+    experiment_ids: &[i64],
+    filter: Option<&Expr>,
+    text: Option<&str>,
+) -> Result<(String, Vec<SqlValue>), QueryError> {
+    let mut b = Builder { params: Vec::new() };
+    let conds = b.conditions(experiment_ids, filter, text)?;
+    Ok((format!("({})", conds.join(" AND ")), b.params))
+}
+
 /// Builds the search statement: matching rows in order, one more than a
 /// page so the caller knows whether another page follows.
 pub fn build(
     experiment_ids: &[i64],
     filter: Option<&Expr>,
+    text: Option<&str>,
     order: &[OrderKey],
     after: Option<&PageToken>,
     limit: usize,
 ) -> Result<Sql, QueryError> {
     let mut b = Builder { params: Vec::new() };
-    let exps = Value::from(experiment_ids.to_vec()).to_string();
-    let mut conds = vec![format!(
-        "t.experiment_id IN (SELECT value FROM json_each({}))",
-        b.bind(exps)
-    )];
-    if let Some(f) = filter {
-        conds.push(b.expr(f)?);
-    }
+    let mut conds = b.conditions(experiment_ids, filter, text)?;
     let prims: Vec<(&str, bool)> = order
         .iter()
         .flat_map(|k| k.column.primitives(k.desc))

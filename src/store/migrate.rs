@@ -14,7 +14,10 @@ use super::{Result, StoreError};
 /// Migrations in order; index + 1 is the schema version they produce.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_core.sql"),
-    include_str!("../../migrations/0002_judges.sql"),
+    include_str!("../../migrations/0002_sessions.sql"),
+    include_str!("../../migrations/0003_ops.sql"),
+    include_str!("../../migrations/0004_ui_stats.sql"),
+    include_str!("../../migrations/0005_judges.sql"),
 ];
 
 /// The schema version this build writes.
@@ -37,6 +40,8 @@ pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {
         tx.commit()?;
         tracing::info!(version, "applied schema migration");
     }
+    // Derived tables a migration asked to fill from existing data.
+    super::sessions::rebuild_if_pending(conn)?;
     Ok(())
 }
 

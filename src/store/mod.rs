@@ -13,11 +13,15 @@
 pub mod assessments;
 pub mod experiments;
 pub mod judge_queue;
+pub mod maintenance;
 mod migrate;
 mod pool;
 mod rows;
 pub mod scorers;
+pub mod sessions;
+pub mod stats;
 pub mod traces;
+pub mod views;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -71,6 +75,14 @@ impl StoreError {
         matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
             if e.code == rusqlite::ErrorCode::DiskFull)
     }
+    /// True when the operating system failed a read or write of the
+    /// database files (a file system turned read-only or immutable under
+    /// the server, a failing disk): the request was fine, storage is not.
+    pub fn is_io_error(&self) -> bool {
+        matches!(self, StoreError::Io(_))
+            || matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::SystemIoFailure)
+    }
     /// True when the database cannot be written (read-only file or directory).
     pub fn is_read_only(&self) -> bool {
         matches!(self, StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
@@ -90,6 +102,9 @@ pub struct StoreOptions {
     /// `PRAGMA synchronous`: NORMAL survives process crashes (kill -9) in WAL
     /// mode; FULL also survives power loss, at a cost per commit.
     pub synchronous_full: bool,
+    /// `PRAGMA max_page_count` on the writer: a hard cap on the database
+    /// size (used by tests to simulate a full disk).
+    pub max_page_count: Option<u64>,
 }
 
 impl Default for StoreOptions {
@@ -98,6 +113,7 @@ impl Default for StoreOptions {
             write_queue: 1024,
             enqueue_timeout: Duration::from_secs(2),
             synchronous_full: false,
+            max_page_count: None,
         }
     }
 }
@@ -138,6 +154,13 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("tracebox.db");
         let mut conn = open_connection(&path, &opts)?;
+        // Incremental auto-vacuum lets retention hand freed pages back to the
+        // file system in small steps; it can only be chosen before the
+        // first table exists (and before WAL is switched on).
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        if tables == 0 {
+            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")?;
+        }
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Invalid(format!(
@@ -146,6 +169,11 @@ impl Store {
             )));
         }
         migrate::apply(&mut conn, &path)?;
+        if let Some(pages) = opts.max_page_count {
+            let _: i64 = conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get(0)
+            })?;
+        }
         let writer = Writer::start(conn, &opts)?;
         let readers = ReadPool::new(path.clone(), opts);
         Ok(Store {
@@ -223,14 +251,23 @@ impl Store {
 }
 
 /// Opens a connection with the pragmas every connection needs.
+///
+/// `journal_size_limit` makes SQLite cut the WAL back to 64 MiB whenever a
+/// checkpoint lets it restart, so a burst of writes (or a retention pass)
+/// does not leave a huge WAL on disk for good.
 pub(crate) fn open_connection(path: &Path, opts: &StoreOptions) -> Result<Connection> {
     let conn = Connection::open(path)?;
+    // Ingestion, aggregate upkeep and reads each run a dozen or more cached
+    // statements per job; rusqlite's default cache of 16 made them evict
+    // each other and re-prepare on every trace.
+    conn.set_prepared_statement_cache_capacity(256);
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.execute_batch(&format!(
         "PRAGMA foreign_keys = ON;
          PRAGMA synchronous = {};
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -16000;",
+         PRAGMA cache_size = -16000;
+         PRAGMA journal_size_limit = 67108864;",
         if opts.synchronous_full {
             "FULL"
         } else {

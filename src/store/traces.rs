@@ -589,6 +589,7 @@ pub fn set_tag(conn: &Connection, trace_id: &str, key: &str, value: &str) -> Res
     }
     if key == tag_keys::SESSION || key == tag_keys::USER {
         refresh_session_user(conn, id)?;
+        super::sessions::sync(conn, &[id])?;
     }
     Ok(())
 }
@@ -606,6 +607,7 @@ pub fn delete_tag(conn: &Connection, trace_id: &str, key: &str) -> Result<()> {
     }
     if key == tag_keys::SESSION || key == tag_keys::USER {
         refresh_session_user(conn, id)?;
+        super::sessions::sync(conn, &[id])?;
     }
     Ok(())
 }
@@ -647,13 +649,14 @@ pub fn delete_traces(
 }
 
 /// Deletes trace rows by internal id; spans, tags, metadata and assessments
-/// go with them (ON DELETE CASCADE).
+/// go with them (ON DELETE CASCADE), and they leave the session and user
+/// aggregates.
 pub fn delete_trace_rows(conn: &Connection, ids: &[i64]) -> Result<()> {
     let mut stmt = conn.prepare_cached("DELETE FROM traces WHERE id = ?1")?;
     for id in ids {
         stmt.execute([id])?;
     }
-    Ok(())
+    super::sessions::sync(conn, ids)
 }
 
 impl Store {

@@ -23,6 +23,10 @@ const MAX_BATCH: usize = 256;
 /// the final outcome once the commit is known.
 struct Ran {
     ok: bool,
+    /// The SQLite error the job failed with, if any: when SQLite rolls the
+    /// whole transaction back (disk full, I/O error), the jobs that ran
+    /// before it in the batch are told this error.
+    failure: Option<(rusqlite::ffi::Error, Option<String>)>,
     deliver: Box<dyn FnOnce(Result<()>) + Send>,
 }
 
@@ -63,8 +67,15 @@ impl Writer {
         let (done_tx, done_rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let res = conn.and_then(f);
+            let failure = match &res {
+                Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(code, msg))) => {
+                    Some((*code, msg.clone()))
+                }
+                _ => None,
+            };
             Ran {
                 ok: res.is_ok(),
+                failure,
                 deliver: Box::new(move |commit: Result<()>| {
                     let out = match commit {
                         Ok(()) => res,
@@ -158,22 +169,54 @@ fn run(
 
 /// Runs one group of jobs in one transaction. Returns, per job, whether its
 /// data is now committed and a thunk that reports the outcome to its caller.
+///
+/// On some errors (SQLITE_FULL, SQLITE_IOERR, ...) SQLite rolls back the
+/// whole transaction, not just the failing statement. Every job that ran in
+/// it is then reported failed, and the jobs still waiting start a new
+/// transaction: running them in autocommit mode would commit them
+/// statement by statement, half-applied, and then report a failed COMMIT.
 fn run_batch(conn: &Connection, batch: Vec<Job>) -> Vec<(bool, Box<dyn FnOnce() + Send>)> {
-    let mut out: Vec<(bool, Box<dyn FnOnce() + Send>)> = Vec::with_capacity(batch.len());
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        for job in batch {
-            let ran = job(Err(commit_error(&e)));
-            out.push((false, Box::new(move || (ran.deliver)(Ok(())))));
-        }
-        return out;
-    }
-    let mut ran = Vec::with_capacity(batch.len());
+    type Thunk = Box<dyn FnOnce() + Send>;
+    let mut out: Vec<(bool, Thunk)> = Vec::with_capacity(batch.len());
+    let mut ran: Vec<Ran> = Vec::with_capacity(batch.len());
+    let mut in_tx = false;
     for job in batch {
+        if !in_tx {
+            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                let r = job(Err(commit_error(&e)));
+                out.push((false, Box::new(move || (r.deliver)(Ok(())))));
+                continue;
+            }
+            in_tx = true;
+        }
         if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-            ran.push(job(Err(StoreError::from(e))));
+            let r = job(Err(StoreError::from(e)));
+            out.push((false, Box::new(move || (r.deliver)(Ok(())))));
             continue;
         }
         let r = job(Ok(conn));
+        if conn.is_autocommit() {
+            // SQLite rolled the transaction back: nothing in it survives.
+            tracing::warn!(
+                jobs = ran.len() + 1,
+                "write transaction rolled back by SQLite"
+            );
+            let cause = r.failure.clone();
+            let lost = move || match &cause {
+                Some((code, msg)) => {
+                    StoreError::Sqlite(rusqlite::Error::SqliteFailure(*code, msg.clone()))
+                }
+                None => StoreError::Invalid("the write transaction was rolled back".into()),
+            };
+            for p in ran.drain(..) {
+                let e = lost();
+                out.push((false, Box::new(move || (p.deliver)(Err(e)))));
+            }
+            let own = if r.ok { Err(lost()) } else { Ok(()) };
+            out.push((false, Box::new(move || (r.deliver)(own))));
+            in_tx = false;
+            continue;
+        }
         let cleanup = if r.ok {
             conn.execute_batch("RELEASE job")
         } else {
@@ -184,8 +227,11 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) -> Vec<(bool, Box<dyn FnOnce() 
         }
         ran.push(r);
     }
+    if !in_tx {
+        return out;
+    }
     let commit = conn.execute_batch("COMMIT");
-    if commit.is_err() {
+    if commit.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
     for r in ran {
@@ -206,5 +252,65 @@ fn commit_error(e: &rusqlite::Error) -> StoreError {
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(*code, msg.clone()))
         }
         other => StoreError::Invalid(format!("commit failed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(conn: &Connection, x: &str) -> i64 {
+        conn.query_row("SELECT count(*) FROM t WHERE x = ?1", [x], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_transaction_sqlite_rolls_back_fails_every_job_in_it_and_the_rest_start_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x TEXT, pad BLOB);")
+            .unwrap();
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        let _: i64 = conn
+            .query_row(
+                &format!("PRAGMA max_page_count = {}", pages + 20),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let insert = |x: &'static str, bytes: usize| {
+            Writer::job(move |c: &Connection| {
+                c.execute(
+                    "INSERT INTO t (x, pad) VALUES (?1, zeroblob(?2))",
+                    rusqlite::params![x, bytes as i64],
+                )?;
+                Ok(())
+            })
+        };
+        let (before, before_rx) = insert("before", 10);
+        let (full, full_rx) = insert("full", 1 << 20);
+        let (after, after_rx) = insert("after", 10);
+        for (_, deliver) in run_batch(&conn, vec![before, full, after]) {
+            deliver();
+        }
+        let before = before_rx.blocking_recv().unwrap();
+        let full = full_rx.blocking_recv().unwrap();
+        assert!(
+            full.as_ref().is_err_and(StoreError::is_disk_full),
+            "{full:?}"
+        );
+        // SQLite rolled the whole transaction back (SQLITE_FULL does): the
+        // earlier job must not be reported as stored.
+        assert_eq!(count(&conn, "before"), 0);
+        assert!(
+            before.as_ref().is_err_and(StoreError::is_disk_full),
+            "{before:?}"
+        );
+        assert!(after_rx.blocking_recv().unwrap().is_ok());
+        assert_eq!(count(&conn, "after"), 1);
+        assert_eq!(count(&conn, "full"), 0);
+        assert!(conn.is_autocommit(), "no transaction left open");
     }
 }

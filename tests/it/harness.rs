@@ -70,12 +70,20 @@ impl Server {
         &self.dir
     }
 
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     fn spawn(&mut self) {
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--data")
             .arg(&self.dir)
-            .args(["--host", "127.0.0.1", "--port", "0"]);
+            .args(["--host", "127.0.0.1"]);
+        if !self.args.iter().any(|a| a == "--port") {
+            cmd.args(["--port", "0"]);
+        }
         if !self.args.iter().any(|a| a == "--otlp-grpc-port") {
             cmd.args(["--otlp-grpc-port", "0"]);
         }

@@ -3,8 +3,19 @@
 //! One test binary (this crate) keeps link time down.
 
 mod fake_llm;
+mod fuzz;
 mod harness;
 mod judges;
 mod mlflow_api;
+mod ops_auth;
+mod ops_crash;
+mod ops_disk;
+mod ops_forward;
+mod ops_limits;
+mod ops_load;
+mod ops_logs;
+mod ops_tools;
 mod otlp_http;
+mod sessions_api;
 mod tidy;
+mod web;

@@ -7,6 +7,7 @@
 
 pub mod dto;
 pub mod scorers;
+pub mod trace_file;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -346,6 +347,11 @@ async fn start_trace(
         .into_iter()
         .map(|a| a.into_new(&trace_id))
         .collect::<Result<Vec<_>, _>>()?;
+    let limits = &app.config.limits;
+    crate::api::limits::check_trace_info(&info, limits)?;
+    for a in &assessments {
+        crate::api::limits::check_assessment(a, limits)?;
+    }
     let stored = app
         .store
         .upsert_trace_info(TraceUpsert { info }, assessments)
@@ -497,6 +503,7 @@ async fn search_traces(
             order_by: req.order_by,
             max_results,
             page_token: req.page_token,
+            text: None,
         })
         .await?;
     let traces: Vec<Value> = page.traces.iter().map(dto::trace_info).collect();
@@ -640,6 +647,7 @@ async fn create_assessment(
         .assessment
         .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'assessment'."))?
         .into_new(&trace_id)?;
+    crate::api::limits::check_assessment(&a, &app.config.limits)?;
     let stored = app.store.create_assessment(a).await?;
     Ok(Json(json!({"assessment": dto::assessment(&stored)})))
 }
@@ -709,6 +717,16 @@ async fn update_assessment(
         .assessment
         .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'assessment'."))?;
     let up = assessment_update(a, req.update_mask.as_deref().unwrap_or_default())?;
+    let limits = &app.config.limits;
+    for v in [
+        up.feedback.as_ref().and_then(|f| f.0.as_ref()),
+        up.expectation.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        crate::api::limits::check_value(|| "the assessment value".into(), v, limits)?;
+    }
     let stored = app
         .store
         .update_assessment(trace_id.clone(), assessment_id, up)
@@ -764,6 +782,8 @@ async fn put_artifact(
         )));
     }
     let batch = SpanBatch::from_raw(raw);
+    crate::api::limits::check_spans(&batch.spans, &app.config.limits)?;
+    app.metrics.record_bytes(body.len());
     let outcome = app.store.ingest_spans(exp, batch).await?;
     app.metrics.record_ingest(&outcome);
     Ok(StatusCode::OK.into_response())

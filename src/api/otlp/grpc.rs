@@ -41,6 +41,7 @@ impl TraceService for Service {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let md = request.metadata();
         if !self.app.auth.check_grpc(md) {
+            self.app.metrics.record_reject_reason("unauthenticated");
             return Err(tonic::Status::unauthenticated(
                 "missing or wrong credentials (send authorization: Bearer <token>)",
             ));
@@ -58,6 +59,9 @@ impl TraceService for Service {
             }
         };
         let req = request.into_inner();
+        self.app
+            .metrics
+            .record_bytes(prost::Message::encoded_len(&req));
         store_request(&self.app, experiment_id, req)
             .await
             .map(tonic::Response::new)
@@ -75,11 +79,17 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let limit = app.config.max_body_bytes;
+    // tonic decodes a message before the service sees it, so the byte budget
+    // cannot be charged per request; bounding concurrent calls instead keeps
+    // decoded gRPC uploads under about the same memory as the HTTP budget
+    // (each call holds at most one message of `limit` bytes).
+    let concurrent = (app.config.ops.max_inflight_bytes / limit.max(1)).clamp(2, 64);
     let svc = TraceServiceServer::new(Service { app })
         .max_decoding_message_size(limit)
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     tonic::transport::Server::builder()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrent))
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

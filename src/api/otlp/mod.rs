@@ -4,6 +4,7 @@
 //! Decoding uses the generated OTLP types from `opentelemetry-proto`; the
 //! spans are mapped to tracebox's model by `domain::semconv`.
 
+pub mod encode;
 pub mod grpc;
 
 use std::io::Read;
@@ -137,10 +138,8 @@ async fn export(
     };
     match ingest(&app, &headers, body, encoding).await {
         Ok(resp) => respond(encoding, &resp),
-        Err(e) => {
-            app.metrics.record_reject(&e);
-            e.into_response()
-        }
+        // Refusals are counted by `api::observe`, with every other route's.
+        Err(e) => e.into_response(),
     }
 }
 
@@ -178,6 +177,7 @@ pub async fn store_request(
     }
     if !raw.is_empty() {
         let batch = SpanBatch::from_raw(raw);
+        crate::api::limits::check_spans(&batch.spans, limits)?;
         let outcome = app.store.ingest_spans(experiment_id, batch).await?;
         app.metrics.record_ingest(&outcome);
     }
