@@ -565,6 +565,7 @@ impl Runner {
             Ok(ev) => {
                 let outcome = Self::outcome_of(&ev);
                 let (id, scorer_id, session) = (t.id, sv.scorer_id.clone(), t.session_id.clone());
+                let exp = t.experiment_id;
                 let o = outcome.clone();
                 let res = self
                     .store
@@ -572,9 +573,14 @@ impl Runner {
                         if !judge_queue::finish_session_task(c, id, &o)? {
                             return Ok(false);
                         }
-                        judge_queue::delete_judge_results(c, first, &scorer_id, Some(&session))?;
+                        judge_queue::delete_session_judge_results(c, exp, &session, &scorer_id)?;
                         for a in ev.assessments {
-                            crate::store::assessments::insert(c, first, a)?;
+                            // On the session's first trace, with metadata
+                            // mlflow.trace.session: MLflow's representation,
+                            // which the session views read.
+                            crate::store::sessions::insert_session_assessment(
+                                c, exp, &session, a, false,
+                            )?;
                         }
                         Ok(true)
                     })

@@ -470,7 +470,7 @@ pub fn delete_judge_results(
     scorer_id: &str,
     session_id: Option<&str>,
 ) -> Result<usize> {
-    Ok(conn
+    let n = conn
         .prepare_cached(
             "DELETE FROM assessments WHERE trace = ?1
                AND metadata IS NOT NULL AND json_valid(metadata)
@@ -478,7 +478,28 @@ pub fn delete_judge_results(
                AND (?3 IS NULL
                     OR json_extract(metadata, '$.\"mlflow.assessment.onlineScoringSessionId\"') = ?3)",
         )?
-        .execute(params![trace, scorer_id, session_id])?)
+        .execute(params![trace, scorer_id, session_id])?;
+    if n > 0 {
+        // Session aggregates count assessments; keep them exact.
+        super::sessions::sync(conn, &[trace])?;
+    }
+    Ok(n)
+}
+
+/// Deletes a session judge's earlier results on any trace of the session
+/// (the first trace can change when an earlier turn arrives late).
+pub fn delete_session_judge_results(
+    conn: &Connection,
+    experiment_id: i64,
+    session_id: &str,
+    scorer_id: &str,
+) -> Result<usize> {
+    let rows = session_trace_rows(conn, experiment_id, session_id)?;
+    let mut n = 0;
+    for row in rows {
+        n += delete_judge_results(conn, row, scorer_id, Some(session_id))?;
+    }
+    Ok(n)
 }
 
 /// A trace with its spans, by internal id (`None` if it was deleted).

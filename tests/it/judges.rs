@@ -953,6 +953,13 @@ async fn session_judge_fires_after_idle_and_replaces_its_verdict() {
     for t in &turns[1..] {
         assert!(judged_by(&c, &t.id(), "user_frustration").await.is_empty());
     }
+    // The session view shows it as a session-level assessment.
+    let r = c.get("/api/tracebox/v1/sessions/s-1?experiment_id=0").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sa = r.body["session_assessments"].as_array().unwrap();
+    assert_eq!(sa.len(), 1, "{}", r.text);
+    assert_eq!(sa[0]["name"], "user_frustration");
+    assert_eq!(r.body["session"]["assessments"]["session_level"], 1);
     // The judge saw the whole conversation, in order, as MLflow shows it.
     let seen = fake.seen();
     assert_eq!(seen.len(), 1);
@@ -971,6 +978,12 @@ async fn session_judge_fires_after_idle_and_replaces_its_verdict() {
         a.len() == 1 && a[0]["feedback"]["value"] == "unresolved"
     })
     .await;
+    let r = c.get("/api/tracebox/v1/sessions/s-1?experiment_id=0").await;
+    assert_eq!(
+        r.body["session_assessments"].as_array().unwrap().len(),
+        1,
+        "replaced, not added"
+    );
     let st = status(&c, "0").await;
     let j = judge(&st, "user_frustration");
     assert_eq!(j["level"], "session");
