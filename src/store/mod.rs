@@ -26,7 +26,7 @@ use rusqlite::Connection;
 
 pub use assessments::AssessmentUpdate;
 pub use migrate::SCHEMA_VERSION;
-pub use traces::{DeleteTraces, IngestOutcome, TraceDetail, TraceUpsert};
+pub use traces::{DeleteTraces, IngestOutcome, PreparedBatch, TraceDetail, TraceUpsert};
 
 use pool::ReadPool;
 use writer::Writer;
@@ -136,6 +136,13 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("tracebox.db");
         let mut conn = open_connection(&path, &opts)?;
+        // EXPERIMENT
+        if let Ok(ps) = std::env::var("TRACEBOX_PAGE_SIZE") {
+            let n: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+            if n == 0 {
+                conn.execute_batch(&format!("PRAGMA page_size = {ps}"))?;
+            }
+        }
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Invalid(format!(
@@ -144,7 +151,7 @@ impl Store {
             )));
         }
         migrate::apply(&mut conn, &path)?;
-        let writer = Writer::start(conn, &opts)?;
+        let writer = Writer::start(conn, &path, &opts)?;
         let readers = ReadPool::new(path.clone(), opts);
         Ok(Store {
             inner: Arc::new(Inner {

@@ -255,7 +255,7 @@ async fn malformed_uploads_get_400_and_store_nothing() {
     let r = c
         .post_raw("/v1/traces", "text/plain", b"hello".to_vec(), &[])
         .await;
-    assert_eq!(r.status, 415, "{}", r.text);
+    assert_eq!(r.status, 400, "{}", r.text);
     let (h, _) = trace_hex(4);
     let gz = gzip(&request(&h, &[SpanSpec::root(1, "x")]).encode_to_vec());
     let truncated = gz[..gz.len() / 2].to_vec();
