@@ -4,5 +4,6 @@
 
 mod harness;
 mod mlflow_api;
+mod otlp_grpc;
 mod otlp_http;
 mod tidy;
