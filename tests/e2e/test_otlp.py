@@ -362,3 +362,60 @@ def test_malformed_and_oversize_uploads_are_refused_and_store_nothing(make_trace
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/x-protobuf"
     wait_for(lambda: tb.count("0") == 1, what="the good trace")
+
+
+MLFLOW_OTLP_APP = r'''
+import json
+import mlflow
+from mlflow.entities import SpanType
+
+@mlflow.trace(span_type=SpanType.CHAT_MODEL)
+def chat(messages, model="gpt-4o-mini"):
+    span = mlflow.get_current_active_span()
+    span.set_attribute("mlflow.chat.tokenUsage", {"input_tokens": 12, "output_tokens": 3, "total_tokens": 15})
+    return {"model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": "Shipped."}}]}
+
+@mlflow.trace(name="support", span_type=SpanType.AGENT)
+def support(question):
+    # No update_current_trace(tags=...): in OTLP mode mlflow-tracing 3.17.2
+    # fails to end a root span that carries trace tags ("Cannot mutate
+    # immutable BoundedAttributes") and never exports it. tracebox's side
+    # (mlflow.traceTag.* on the root) is covered by domain::semconv tests.
+    return chat([{"role": "system", "content": "Be brief."}, {"role": "user", "content": question}])["choices"][0]["message"]["content"]
+
+support("where is my order?")
+# MLflow keeps no trace in OTLP mode; flush its exporter before exiting.
+from mlflow.tracing.provider import provider
+provider.get().force_flush()
+'''
+
+
+def test_mlflow_sdk_in_otlp_exporter_mode(tracebox):
+    """MLflow's SDK pointed at an OTLP endpoint sends only OTLP, with every
+    attribute pre-encoded as JSON text; it must read back like a trace
+    logged through the MLflow API."""
+    exp = create_experiment(tracebox, "mlflow-otlp-mode")
+    run_client(MLFLOW_OTLP_APP, {
+        "MLFLOW_TRACKING_URI": tracebox.url,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": tracebox.url + "/v1/traces",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": f"x-mlflow-experiment-id={exp}",
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+    })
+    mlflow.set_tracking_uri(tracebox.url)
+    wait_for(lambda: tracebox.count(exp) == 1 and tracebox.search(exp)[0]["state"] == "OK",
+             what="the OTLP-mode trace")
+    tid = tracebox.search(exp)[0]["trace_id"]
+    t = mlflow.get_trace(tid)
+    assert t is not None, tid
+    assert t.info.tags["mlflow.traceName"] == "support"
+    assert t.info.token_usage == {"input_tokens": 12, "output_tokens": 3, "total_tokens": 15}
+    spans = {s.name: s for s in t.data.spans}
+    assert spans["support"].span_type == "AGENT"
+    assert spans["support"].inputs == {"question": "where is my order?"}
+    assert spans["support"].outputs == "Shipped."
+    assert spans["chat"].span_type == "CHAT_MODEL"
+    assert spans["chat"].inputs["messages"][1] == {"role": "user", "content": "where is my order?"}
+    assert spans["chat"].outputs["choices"][0]["message"]["content"] == "Shipped."
+    assert spans["chat"].attributes["mlflow.chat.tokenUsage"]["total_tokens"] == 15
+    assert spans["chat"].attributes["mlflow.llm.model"] == "gpt-4o-mini"
