@@ -385,7 +385,7 @@ fn fmt_int(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -573,6 +573,10 @@ fn report(
                 "p50_ms": pct(0.5), "p99_ms": pct(0.99),
                 "bytes_sent": o.stats.bytes,
                 "stored_spans": stored.map(|s| s.0),
+                "thread_cpu_cores": threads
+                    .iter()
+                    .map(|(n, s)| (n.clone(), json!(s / wall)))
+                    .collect::<serde_json::Map<_, _>>(),
             })
         );
     }

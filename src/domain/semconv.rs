@@ -1025,7 +1025,10 @@ mod tests {
 
     /// The conversation a reader (UI, judges) gets from a span, whatever
     /// convention carried it: (role, content) pairs in and out.
-    fn conversation(s: &Span) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    /// (role, content) pairs in, and out.
+    type Conversation = (Vec<(String, String)>, Vec<(String, String)>);
+
+    fn conversation(s: &Span) -> Conversation {
         let pairs = |m: Option<Vec<chat::ChatMessage>>| {
             m.unwrap_or_default()
                 .into_iter()
@@ -1038,7 +1041,7 @@ mod tests {
         )
     }
 
-    fn expected_conversation() -> (Vec<(String, String)>, Vec<(String, String)>) {
+    fn expected_conversation() -> Conversation {
         (
             vec![
                 ("system".into(), "be brief".into()),

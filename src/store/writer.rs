@@ -30,9 +30,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 /// WAL frames (pages) beyond which the writer itself restarts the WAL: a
 /// background checkpoint cannot reset a WAL that is written to all the
-/// time, so without this the file would only grow. 32768 frames of 4 KiB
+/// time, so without this the file would only grow. 16384 frames of 8 KiB
 /// pages is about 128 MiB.
-const WAL_RESTART_FRAMES: i64 = 32_768;
+const WAL_RESTART_FRAMES: i64 = 16_384;
 
 /// What a job leaves behind after running inside the transaction: whether it
 /// succeeded (else its savepoint is rolled back) and how to tell its caller
