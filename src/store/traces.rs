@@ -1018,3 +1018,140 @@ impl Store {
         self.read(move |c| trace_rowid(c, &trace_id)).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::semconv::{RawSpan, keys};
+    use crate::domain::{OtelSpanId, SpanStatusCode};
+    use serde_json::json;
+
+    fn raw(id: u8, parent: Option<u8>, attrs: Value) -> RawSpan {
+        RawSpan {
+            trace_id: OtelTraceId([9; 16]),
+            span_id: OtelSpanId([id; 8]),
+            parent_span_id: parent.map(|p| OtelSpanId([p; 8])),
+            name: format!("s{id}"),
+            kind: 0,
+            status: SpanStatusCode::Ok,
+            status_message: String::new(),
+            start_ns: 1_000_000_000 + id as i64,
+            end_ns: Some(2_000_000_000),
+            attributes: attrs.as_object().cloned().unwrap_or_default(),
+            events: vec![],
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = Connection::open(&path).unwrap();
+        super::super::migrate::apply(&mut conn, &path).unwrap();
+        (dir, conn)
+    }
+
+    #[test]
+    fn values_stored_once_come_back_as_attributes() {
+        let (_dir, conn) = open();
+        let input = json!({"messages": [{"role": "user", "content": "a question long enough"}]});
+        let batch = SpanBatch::from_raw([raw(
+            1,
+            None,
+            json!({
+                "openinference.span.kind": "LLM",
+                "input.value": input.to_string(),
+                "output.value": "an answer that is longer than sixty-four characters, so stored once",
+                "other": "x",
+            }),
+        )]);
+        ingest_spans(&conn, 0, batch).unwrap();
+        let (attrs, inputs_attr, outputs_attr): (String, Option<String>, Option<String>) = conn
+            .query_row(
+                "SELECT attributes, inputs_attr, outputs_attr FROM spans",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert!(!attrs.contains("input.value"), "{attrs}");
+        assert_eq!(inputs_attr.as_deref(), Some("input.value"));
+        assert_eq!(outputs_attr.as_deref(), Some("output.value"));
+        let t = get_trace(
+            &conn,
+            &TraceId::from_otel(OtelTraceId([9; 16])).into_string(),
+        )
+        .unwrap();
+        let s = &t.spans[0];
+        assert_eq!(s.inputs.as_ref(), Some(&input));
+        assert_eq!(s.attributes["input.value"], input);
+        assert_eq!(s.attributes["output.value"], s.outputs.clone().unwrap());
+        assert_eq!(s.attributes["other"], json!("x"));
+    }
+
+    #[test]
+    fn new_trace_rows_match_the_merge_path() {
+        // The same spans written in one upload (the single-insert path) or
+        // one per upload (the merge path) give the same trace.
+        let spans = || {
+            vec![
+                raw(
+                    2,
+                    Some(1),
+                    json!({"llm.token_count.prompt": 5, "llm.token_count.completion": 1}),
+                ),
+                // A wrapper reporting usage: its children are not counted again.
+                raw(
+                    3,
+                    Some(1),
+                    json!({"gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 2}),
+                ),
+                raw(
+                    4,
+                    Some(3),
+                    json!({"gen_ai.usage.input_tokens": 7, "gen_ai.usage.output_tokens": 1}),
+                ),
+                raw(
+                    1,
+                    None,
+                    json!({"mlflow.spanInputs": {"q": 1}, "session.id": "s", "mlflow.traceTag.t": "v"}),
+                ),
+            ]
+        };
+        let id = TraceId::from_otel(OtelTraceId([9; 16])).into_string();
+        let (_d1, one) = open();
+        let mut batch_spans = spans();
+        // A span repeated within one upload is stored once.
+        batch_spans.push(raw(2, Some(1), json!({})));
+        let out = ingest_spans(&one, 0, SpanBatch::from_raw(batch_spans)).unwrap();
+        assert_eq!(out.spans_inserted, 4);
+        let (_d2, many) = open();
+        for s in spans() {
+            ingest_spans(&many, 0, SpanBatch::from_raw([s])).unwrap();
+        }
+        let a = get_trace_info(&one, &id).unwrap();
+        let b = get_trace_info(&many, &id).unwrap();
+        assert_eq!(
+            a.tokens,
+            TokenUsage {
+                input: Some(15),
+                output: Some(3),
+                total: Some(18)
+            }
+        );
+        assert_eq!(a.tokens, b.tokens);
+        assert_eq!(a.state, TraceState::Ok);
+        assert_eq!((a.state, a.request_time_ms), (b.state, b.request_time_ms));
+        assert_eq!(a.execution_time_ms, b.execution_time_ms);
+        assert_eq!(a.tags, b.tags);
+        assert_eq!(a.tags["t"], "v");
+        assert_eq!(a.tags[tag_keys::TRACE_NAME], "s1");
+        assert_eq!(a.metadata, b.metadata);
+        assert_eq!(a.session_id(), Some("s"));
+        assert_eq!(a.request_preview, b.request_preview);
+        assert_eq!(a.request_preview.as_deref(), Some("{\"q\":1}"));
+        let session: Option<String> = one
+            .query_row("SELECT session_id FROM traces", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(session.as_deref(), Some("s"));
+        assert!(a.metadata.get(keys::TRACE_SESSION).is_some());
+    }
+}
