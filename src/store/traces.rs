@@ -1152,6 +1152,6 @@ mod tests {
             .query_row("SELECT session_id FROM traces", [], |r| r.get(0))
             .unwrap();
         assert_eq!(session.as_deref(), Some("s"));
-        assert!(a.metadata.get(keys::TRACE_SESSION).is_some());
+        assert!(a.metadata.contains_key(keys::TRACE_SESSION));
     }
 }
