@@ -78,6 +78,9 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// How long a connection waits for a lock before SQLITE_BUSY.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Page size of new databases.
 const PAGE_SIZE: i64 = 8192;
 
@@ -234,7 +237,7 @@ impl Store {
 /// Opens a connection with the pragmas every connection needs.
 pub(crate) fn open_connection(path: &Path, opts: &StoreOptions) -> Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch(&format!(
         "PRAGMA foreign_keys = ON;
          PRAGMA synchronous = {};

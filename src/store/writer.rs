@@ -215,15 +215,25 @@ fn run(
             let _ = commits.send(seq);
         }
         if wal.too_big.swap(false, Ordering::Relaxed) {
-            // Between transactions: wait for readers to move to the latest
-            // snapshot, copy what is left and start the WAL from the top.
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "WAL restart checkpoint failed");
-            }
+            restart_wal(&conn);
         }
     }
     wal.stopped.store(true, Ordering::Relaxed);
     tracing::debug!("writer thread stopped");
+}
+
+/// Between transactions: waits briefly for readers to move to the latest
+/// snapshot, copies what is left and starts the WAL from the top. The wait
+/// is short so a long read never stalls ingestion; if readers are still on
+/// an old snapshot the checkpointer asks again after its next pass.
+fn restart_wal(conn: &Connection) {
+    let _ = conn.busy_timeout(Duration::from_millis(200));
+    match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0)) {
+        Ok(0) => {}
+        Ok(_) => tracing::debug!("WAL restart deferred: readers still on an old snapshot"),
+        Err(e) => tracing::warn!(error = %e, "WAL restart checkpoint failed"),
+    }
+    let _ = conn.busy_timeout(super::BUSY_TIMEOUT);
 }
 
 /// Runs one group of jobs in one transaction. Returns, per job, whether its
