@@ -57,6 +57,43 @@ pub enum Command {
     Import(crate::ops::export::ImportArgs),
     /// Manage LLM judges: list, add, start, stop, rm, backfill.
     Judges(crate::judge::cli::JudgesArgs),
+    /// Measure performance (build with --release first).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Sustained OTLP/HTTP protobuf ingestion: concurrent senders posting
+    /// batches of realistic 4-span GenAI traces; reports spans/s, CPU, RSS.
+    Ingest(BenchIngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// Benchmark a running server instead of starting one in-process
+    /// (e.g. http://127.0.0.1:5000).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Data directory for the in-process server (default: a fresh temporary
+    /// directory, removed afterwards).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Spans to send in total (rounded up to whole batches).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub spans: usize,
+    /// Spans per OTLP request.
+    #[arg(long, default_value_t = 512)]
+    pub batch: usize,
+    /// Concurrent senders, each waiting for its 200 before the next batch.
+    #[arg(long, default_value_t = 4)]
+    pub senders: usize,
+    /// Average bytes of inputs + outputs per span.
+    #[arg(long, default_value_t = 1024)]
+    pub payload_bytes: usize,
+    /// Print the result as one JSON object too.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options shared by every command that opens a data directory.

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => ops::export::export(args),
         Command::Import(args) => ops::export::import(args),
         Command::Judges(args) => judge::cli::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
     }
 }
 

@@ -24,8 +24,20 @@ pub struct ChatMessage {
     pub tool_call_id: Option<String>,
 }
 
+/// Part types that are not the message's text: the model's private
+/// reasoning and tool calls (read separately by `tool_calls`).
+const NON_TEXT_PARTS: &[&str] = &[
+    "reasoning",
+    "thinking",
+    "redacted_thinking",
+    "tool_call",
+    "tool_use",
+    "function_call",
+];
+
 /// Text of a message `content`: a string, or a list of parts/blocks whose
-/// text pieces are joined (OpenAI parts, Anthropic blocks, GenAI parts).
+/// text pieces are joined (OpenAI parts, Anthropic blocks, GenAI parts,
+/// including a GenAI `tool_call_response`'s response).
 pub fn content_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -33,14 +45,20 @@ pub fn content_text(v: &Value) -> String {
             .iter()
             .filter_map(|p| match p {
                 Value::String(s) => Some(s.clone()),
-                Value::Object(o) => o
-                    .get("text")
-                    .or_else(|| o.get("content"))
-                    .map(content_text)
-                    .or_else(|| {
-                        // Anthropic tool results nest their content.
-                        o.get("output").map(content_text)
-                    }),
+                Value::Object(o) => {
+                    let kind = o.get("type").and_then(Value::as_str).unwrap_or_default();
+                    if NON_TEXT_PARTS.contains(&kind) {
+                        return None;
+                    }
+                    o.get("text")
+                        .or_else(|| o.get("content"))
+                        .or_else(|| o.get("response"))
+                        .map(content_text)
+                        .or_else(|| {
+                            // Anthropic tool results nest their content.
+                            o.get("output").map(content_text)
+                        })
+                }
                 _ => None,
             })
             .filter(|s| !s.is_empty())
@@ -111,14 +129,24 @@ fn message(v: &Value) -> Option<ChatMessage> {
         .or_else(|| m.get("parts"))
         .map(content_text)
         .unwrap_or_default();
+    let tool_call_id = m
+        .get("tool_call_id")
+        .and_then(Value::as_str)
+        .or_else(|| {
+            // GenAI: the id of the call a `tool_call_response` part answers.
+            m.get("parts")?
+                .as_array()?
+                .iter()
+                .find(|p| p.get("type").and_then(Value::as_str) == Some("tool_call_response"))?
+                .get("id")?
+                .as_str()
+        })
+        .map(str::to_string);
     Some(ChatMessage {
         role,
         content,
         tool_calls: tool_calls(m),
-        tool_call_id: m
-            .get("tool_call_id")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        tool_call_id,
     })
 }
 
@@ -247,6 +275,23 @@ mod tests {
         let g =
             json!([{"role": "assistant", "parts": [{"type": "text", "content": "from genai"}]}]);
         assert_eq!(assistant_text(&g).as_deref(), Some("from genai"));
+    }
+
+    #[test]
+    fn genai_parts_tool_calls_responses_and_reasoning() {
+        let i = json!([
+            {"role": "system", "parts": [{"type": "text", "content": "be brief"}]},
+            {"role": "assistant", "parts": [{"type": "tool_call", "id": "c1", "name": "f", "arguments": {"x": 1}}]},
+            {"role": "tool", "parts": [{"type": "tool_call_response", "id": "c1", "response": {"temp": 20}}]}]);
+        let m = input_messages(&i).unwrap();
+        assert_eq!(m[1].content, "");
+        assert_eq!(m[1].tool_calls[0].name, "f");
+        assert_eq!(m[1].tool_calls[0].arguments, "{\"x\":1}");
+        assert_eq!(m[2].tool_call_id.as_deref(), Some("c1"));
+        assert_eq!(m[2].content, "{\"temp\":20}");
+        let o = json!([{"role": "assistant", "finish_reason": "stop", "parts": [
+            {"type": "reasoning", "content": "private"}, {"type": "text", "content": "answer"}]}]);
+        assert_eq!(assistant_text(&o).as_deref(), Some("answer"));
     }
 
     #[test]

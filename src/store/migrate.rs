@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_ops.sql"),
     include_str!("../../migrations/0004_ui_stats.sql"),
     include_str!("../../migrations/0005_judges.sql"),
+    include_str!("../../migrations/0006_span_value_attrs.sql"),
 ];
 
 /// The schema version this build writes.

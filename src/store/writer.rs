@@ -5,9 +5,16 @@
 //! dozens of requests), which is where ingestion throughput comes from.
 //! Why a bounded queue: under overload callers get `Overloaded` (HTTP 503 +
 //! Retry-After, which the MLflow SDK retries) instead of memory growing.
+//! Why a checkpointer thread: copying WAL pages into the database (and the
+//! fsyncs that go with it) is as much I/O as the commits themselves; done on
+//! the writer thread, SQLite's automatic checkpoint stalls every upload
+//! behind it. A second connection checkpoints in the background instead
+//! (SQLite lets a checkpoint run beside a writer), and the writer only steps
+//! in, between transactions, if the WAL grows past a bound.
 
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -17,6 +24,15 @@ use super::{Result, StoreError, StoreOptions};
 
 /// Most jobs merged into one transaction; bounds commit latency.
 const MAX_BATCH: usize = 256;
+
+/// How often the background checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// WAL frames (pages) beyond which the writer itself restarts the WAL: a
+/// background checkpoint cannot reset a WAL that is written to all the
+/// time, so without this the file would only grow. 16384 frames of 8 KiB
+/// pages is about 128 MiB.
+const WAL_RESTART_FRAMES: i64 = 16_384;
 
 /// What a job leaves behind after running inside the transaction: whether it
 /// succeeded (else its savepoint is rolled back) and how to tell its caller
@@ -43,14 +59,25 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(conn: Connection, opts: &StoreOptions) -> Result<Writer> {
+    pub(super) fn start(conn: Connection, path: &Path, opts: &StoreOptions) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<Job>(opts.write_queue.max(1));
         let (commit_tx, commit_rx) = watch::channel(0u64);
         let depth = Arc::new(AtomicUsize::new(0));
         let thread_depth = depth.clone();
+        // Checkpoints are the checkpointer's job (see the module doc).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // (`journal_size_limit`, set on every connection, gives the disk
+        // back after a restart.)
+        let wal = Arc::new(WalState::default());
+        let ckpt_conn = super::open_connection(path, opts)?;
+        let ckpt_wal = wal.clone();
+        let ckpt_commits = commit_rx.clone();
+        std::thread::Builder::new()
+            .name("tracebox-checkpoint".into())
+            .spawn(move || checkpointer(ckpt_conn, ckpt_commits, ckpt_wal))?;
         std::thread::Builder::new()
             .name("tracebox-writer".into())
-            .spawn(move || run(conn, rx, commit_tx, thread_depth))?;
+            .spawn(move || run(conn, rx, commit_tx, thread_depth, wal))?;
         Ok(Writer {
             tx,
             enqueue_timeout: opts.enqueue_timeout,
@@ -138,11 +165,46 @@ impl Writer {
     }
 }
 
+/// Shared between the writer and the checkpointer threads.
+#[derive(Default)]
+struct WalState {
+    /// Set by the checkpointer when the WAL is past `WAL_RESTART_FRAMES`.
+    too_big: AtomicBool,
+    /// Set by the writer when it stops.
+    stopped: AtomicBool,
+}
+
+/// Copies committed WAL frames into the database every `CHECKPOINT_EVERY`
+/// while commits happen (PASSIVE: never waits for, nor blocks, the writer
+/// or readers).
+fn checkpointer(conn: Connection, commits: watch::Receiver<u64>, wal: Arc<WalState>) {
+    let mut done_seq = *commits.borrow();
+    while !wal.stopped.load(Ordering::Relaxed) {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let seq = *commits.borrow();
+        if seq == done_seq {
+            continue;
+        }
+        done_seq = seq;
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((log, _copied)) => {
+                if log > WAL_RESTART_FRAMES {
+                    wal.too_big.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "background WAL checkpoint failed"),
+        }
+    }
+}
+
 fn run(
     conn: Connection,
     mut rx: mpsc::Receiver<Job>,
     commits: watch::Sender<u64>,
     depth: Arc<AtomicUsize>,
+    wal: Arc<WalState>,
 ) {
     let mut seq = 0u64;
     while let Some(first) = rx.blocking_recv() {
@@ -163,8 +225,26 @@ fn run(
             seq += 1;
             let _ = commits.send(seq);
         }
+        if wal.too_big.swap(false, Ordering::Relaxed) {
+            restart_wal(&conn);
+        }
     }
+    wal.stopped.store(true, Ordering::Relaxed);
     tracing::debug!("writer thread stopped");
+}
+
+/// Between transactions: waits briefly for readers to move to the latest
+/// snapshot, copies what is left and starts the WAL from the top. The wait
+/// is short so a long read never stalls ingestion; if readers are still on
+/// an old snapshot the checkpointer asks again after its next pass.
+fn restart_wal(conn: &Connection) {
+    let _ = conn.busy_timeout(Duration::from_millis(200));
+    match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0)) {
+        Ok(0) => {}
+        Ok(_) => tracing::debug!("WAL restart deferred: readers still on an old snapshot"),
+        Err(e) => tracing::warn!(error = %e, "WAL restart checkpoint failed"),
+    }
+    let _ = conn.busy_timeout(super::BUSY_TIMEOUT);
 }
 
 /// Runs one group of jobs in one transaction. Returns, per job, whether its

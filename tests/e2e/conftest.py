@@ -113,6 +113,25 @@ def tracebox():
         tb.stop()
 
 
+def free_port():
+    """A loopback port that is free right now (gRPC needs an explicit port
+    next to HTTP's port 0)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def tracebox_grpc():
+    """A server with OTLP/gRPC on an explicit free port (`tb.grpc`)."""
+    with tempfile.TemporaryDirectory(prefix="tracebox-e2e-") as d:
+        tb = Tracebox(d, ["--otlp-grpc-port", str(free_port())])
+        yield tb
+        tb.stop()
+
+
 @pytest.fixture
 def make_tracebox():
     """Factory for servers with extra arguments or environment."""

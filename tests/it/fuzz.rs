@@ -50,10 +50,15 @@ fn limits() -> Limits {
 
 /// The OTLP ingestion path after the body is read.
 fn otlp_pipeline(json: bool, body: &[u8]) {
-    let Ok(req) = otlp::decode_request(json, body) else {
+    let encoding = if json {
+        otlp::Encoding::Json
+    } else {
+        otlp::Encoding::Protobuf
+    };
+    let Ok(req) = otlp::decode_request(encoding, body) else {
         return;
     };
-    let (raw, _rejected) = otlp::convert(req);
+    let (raw, _hints, _rejected) = otlp::convert(req);
     let batch = SpanBatch::from_raw(raw);
     let _ = limits::check_spans(&batch.spans, &limits());
 }
@@ -620,7 +625,7 @@ fn limits_apply_to_decoded_otlp() {
             value: Some(deep),
             ..Default::default()
         });
-    let (raw, _) = otlp::convert(req);
+    let (raw, _, _) = otlp::convert(req);
     let batch = SpanBatch::from_raw(raw);
     let e = limits::check_spans(&batch.spans, &limits()).unwrap_err();
     assert_eq!(e.status.as_u16(), 400, "{}", e.message);

@@ -15,6 +15,7 @@ mod ops_limits;
 mod ops_load;
 mod ops_logs;
 mod ops_tools;
+mod otlp_grpc;
 mod otlp_http;
 mod sessions_api;
 mod tidy;

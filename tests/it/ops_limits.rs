@@ -219,7 +219,10 @@ async fn every_limit_is_a_clear_4xx_that_stores_nothing() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    // INVALID_ARGUMENT, as every 413 over gRPC: exporters must not retry
+    // what a retry cannot fix.
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("attribute 'blob'"), "{e:?}");
     let huge = request(
         &h8,
         &[SpanSpec::root(1, "g").attr("blob", json!("x".repeat(300 << 10)))],
