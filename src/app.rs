@@ -65,6 +65,8 @@ pub fn dir_size(dir: &std::path::Path) -> u64 {
 /// A started application: store open, workers running, not yet serving.
 pub struct App {
     pub state: AppState,
+    /// Keeps the full-text indexer thread running (it stops when dropped).
+    _indexer: crate::index::Indexer,
 }
 
 impl App {
@@ -77,14 +79,26 @@ impl App {
                 ..StoreOptions::default()
             },
         )?;
+        // The full-text index is derived from SQLite: a missing or unreadable
+        // one is recreated empty here and filled by the indexer thread in
+        // the background (with a progress bar), so start-up stays fast.
+        let (index, opened) = crate::index::SearchIndex::open(&config.data_dir.join("index"))?;
+        index.open_writer()?;
+        if opened != crate::index::Opened::Existing {
+            tracing::info!(?opened, "full-text index will be built from the database");
+        }
+        let indexer = crate::index::Indexer::start(index.clone(), store.clone())?;
         let state = AppState {
-            query: QueryEngine::new(store.clone()),
+            query: QueryEngine::with_index(store.clone(), index),
             store,
             metrics: Arc::new(Metrics::new()),
             auth: Arc::new(Auth::new(config.auth_token.clone())),
             config: Arc::new(config),
         };
-        Ok(App { state })
+        Ok(App {
+            state,
+            _indexer: indexer,
+        })
     }
 
     /// The full HTTP application: API, UI, auth and security headers.

@@ -47,6 +47,40 @@ impl From<LogFormatArg> for LogFormat {
 pub enum Command {
     /// Run the server (MLflow API, OTLP, web UI).
     Serve(ServeArgs),
+    /// Rebuild the full-text index from the database (stop the server on
+    /// this data directory first).
+    Reindex(DataArgs),
+    /// Benchmarks (generate data, then measure).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Trace search: filters, ordering, paging and full-text at scale.
+    Search(SearchBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SearchBenchArgs {
+    /// Traces to generate (an existing benchmark data directory with at
+    /// least this many is reused).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub traces: usize,
+    /// Data directory for the generated database and index.
+    #[arg(long, default_value = "./tracebox-bench")]
+    pub data: PathBuf,
+    /// Timed runs per query (after warm-up).
+    #[arg(long, default_value_t = 40)]
+    pub runs: usize,
+    /// Seed of the data generator.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }
 
 /// Options shared by every command that opens a data directory.

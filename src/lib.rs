@@ -6,9 +6,11 @@
 
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod index;
 pub mod logging;
 pub mod metrics;
 pub mod query;
@@ -23,7 +25,30 @@ use cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args.into_config()?),
+        Command::Reindex(args) => reindex(&args.data),
+        Command::Bench(args) => bench::run(args),
     }
+}
+
+/// `tracebox reindex`: drops the full-text index's documents and indexes
+/// every span in the database again, with a progress bar.
+fn reindex(data: &std::path::Path) -> anyhow::Result<()> {
+    if !data.join("tracebox.db").exists() {
+        anyhow::bail!("no tracebox database in {}", data.display());
+    }
+    let store = store::Store::open(data, store::StoreOptions::default())?;
+    let (index, _) = index::SearchIndex::open(&data.join("index"))?;
+    index.open_writer()?;
+    let started = Instant::now();
+    let pass = index::indexer::rebuild(&index, &store)?;
+    eprintln!(
+        "reindexed {} spans in {:.1} s ({} documents, {:.1} MB)",
+        pass.spans,
+        started.elapsed().as_secs_f64(),
+        index.num_docs(),
+        index.size_bytes() as f64 / 1e6
+    );
+    Ok(())
 }
 
 fn serve(config: config::Config) -> anyhow::Result<()> {

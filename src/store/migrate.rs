@@ -12,7 +12,10 @@ use rusqlite::Connection;
 use super::{Result, StoreError};
 
 /// Migrations in order; index + 1 is the schema version they produce.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_core.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_core.sql"),
+    include_str!("../../migrations/0002_search.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -12,6 +12,8 @@
 
 pub mod assessments;
 pub mod experiments;
+mod functions;
+pub mod index_feed;
 mod migrate;
 mod pool;
 mod rows;
@@ -235,5 +237,6 @@ pub(crate) fn open_connection(path: &Path, opts: &StoreOptions) -> Result<Connec
             "NORMAL"
         }
     ))?;
+    functions::register(&conn)?;
     Ok(conn)
 }

@@ -647,11 +647,17 @@ pub fn delete_traces(
 }
 
 /// Deletes trace rows by internal id; spans, tags, metadata and assessments
-/// go with them (ON DELETE CASCADE).
+/// go with them (ON DELETE CASCADE). Each deletion leaves a tombstone in the
+/// same transaction, so the full-text index drops the trace's documents even
+/// if tracebox crashes before the indexer sees it.
 pub fn delete_trace_rows(conn: &Connection, ids: &[i64]) -> Result<()> {
     let mut stmt = conn.prepare_cached("DELETE FROM traces WHERE id = ?1")?;
+    let mut tomb =
+        conn.prepare_cached("INSERT OR IGNORE INTO index_tombstones (trace) VALUES (?1)")?;
     for id in ids {
-        stmt.execute([id])?;
+        if stmt.execute([id])? > 0 {
+            tomb.execute([id])?;
+        }
     }
     Ok(())
 }
