@@ -429,12 +429,7 @@ pub fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
         eprintln!("reusing {have} traces in {}", dir.display());
     }
     // Let SQLite fold the WAL back so the size figures mean something.
-    store.write_blocking(|c| {
-        let _: (i64, i64, i64) = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
-        Ok(())
-    })?;
+    store.checkpoint()?;
 
     let (index, _) = SearchIndex::open(&dir.join("index"))?;
     index.open_writer()?;

@@ -216,6 +216,18 @@ impl Store {
         self.inner.writer.commits()
     }
 
+    /// Folds the WAL back into the database file (bulk loads, benchmarks);
+    /// runs on its own connection because the writer is always inside a
+    /// transaction.
+    pub fn checkpoint(&self) -> Result<()> {
+        let conn = Connection::open(&self.inner.path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        let _: (i64, i64, i64) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(())
+    }
+
     /// Number of jobs waiting for the writer (a gauge for /metrics).
     pub fn write_queue_depth(&self) -> usize {
         self.inner.writer.queue_depth()

@@ -5,4 +5,5 @@
 mod harness;
 mod mlflow_api;
 mod otlp_http;
+mod search;
 mod tidy;
