@@ -315,7 +315,7 @@ impl Gen {
     }
 }
 
-fn experiment_id(store: &Store) -> anyhow::Result<i64> {
+pub fn experiment_id(store: &Store) -> anyhow::Result<i64> {
     Ok(store.write_blocking(|c| {
         match crate::store::experiments::get_by_name(c, EXPERIMENT) {
             Ok(e) => Ok(e.experiment_id),
@@ -326,7 +326,7 @@ fn experiment_id(store: &Store) -> anyhow::Result<i64> {
 
 /// Writes `n` traces (starting at number `from`) in big transactions while
 /// another thread generates the next chunk.
-fn generate(store: &Store, exp: i64, from: usize, n: usize, seed: u64) -> anyhow::Result<()> {
+pub fn generate(store: &Store, exp: i64, from: usize, n: usize, seed: u64) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::sync_channel::<Vec<(TraceInfo, Vec<Span>)>>(2);
     let total = from + n;
     let producer = std::thread::spawn(move || {

@@ -383,3 +383,92 @@ fn run_search(
         next_page_token,
     })
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Any input gives a result or a `QueryError`, never a panic; and any
+    //! filter that resolves becomes SQL that SQLite accepts.
+
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::index::highlight;
+
+    const PIECES: &[&str] = &[
+        "tags.a", "tag.`x y`", "metadata.m", "trace.status", "status", "timestamp", "text",
+        "trace.text", "span.name", "span.type", "span.attributes.k", "span.attributes.`a.b`",
+        "feedback.f", "expectation.e", "issue.id", "run_id", "prompt", "name", "request_id",
+        "execution_time_ms", "trace.end_time", "client_request_id", "=", "!=", "<", ">=", "<>",
+        "LIKE", "ilike", "RLIKE", "IN", "NOT", "IS", "NULL", "AND", "OR", "(", ")", ",", ";",
+        "'x'", "\"y\"", "'%a_'", "'a/1'", "'[a-'", "'(x|y)'", "5", "-1.5e3", "('a', 'b')",
+        "()", "true", "`", "'", "\\", "é", "退款", ".", "'%'",
+    ];
+
+    fn store() -> &'static (tempfile::TempDir, Store, SearchIndex) {
+        static S: OnceLock<(tempfile::TempDir, Store, SearchIndex)> = OnceLock::new();
+        S.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path(), Default::default()).unwrap();
+            let (index, _) = SearchIndex::open(&dir.path().join("index")).unwrap();
+            (dir, store, index)
+        })
+    }
+
+    fn check(s: &str) {
+        let n = s.chars().count();
+        match parse_filter(s).and_then(|e| e.map(|e| resolve(&e)).transpose()) {
+            Err(QueryError::Filter { position, .. }) => assert!(position <= n, "{s:?}"),
+            Err(other) => panic!("unexpected error kind for {s:?}: {other:?}"),
+            Ok(cond) => {
+                let (_, store, index) = store();
+                let order = parse_order_by(&[]).unwrap();
+                let res = store.read_blocking(|c| {
+                    let env = plan::Env {
+                        conn: c,
+                        index: Some(index),
+                        scope: plan::Scope::Experiments(vec![0]),
+                        high_water: 10,
+                        fetch: 3,
+                    };
+                    Ok(plan::build(&env, cond.as_ref(), None, &order, None)
+                        .and_then(|sql| plan::execute(c, &sql)))
+                });
+                match res {
+                    Ok(Ok(_)) => {}
+                    other => panic!("{s:?} resolved but did not run: {other:?}"),
+                }
+            }
+        }
+        let _ = parse_order_by(&[s.to_string()]);
+        let _ = TextQuery::parse_user(s);
+        let like = TextQuery::from_like(s);
+        let _ = highlight::fragment(s, &like);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        #[test]
+        fn any_string_parses_or_errors(s in "\\PC{0,60}") {
+            check(&s);
+        }
+        #[test]
+        fn token_soup_parses_or_errors(
+            parts in proptest::collection::vec(proptest::sample::select(PIECES), 0..10)
+        ) {
+            check(&parts.join(" "));
+            check(&parts.concat());
+        }
+        #[test]
+        fn valid_comparisons_always_run(
+            key in proptest::sample::select(&PIECES[..22]),
+            op in proptest::sample::select(&["=", "!=", "<", ">=", "LIKE", "ILIKE", "RLIKE", "IS NULL", "IN", "NOT IN"][..]),
+            value in proptest::sample::select(&["'x'", "'%a_'", "5", "('a', 'b')", "'a/1'", "'(x|y)'"][..]),
+        ) {
+            let v = if op.starts_with("IS") { "" } else { value };
+            check(&format!("{key} {op} {v}"));
+            check(&format!("({key} {op} {v} OR tags.z = 'q') AND span.name = 'n'"));
+        }
+    }
+}

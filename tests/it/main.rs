@@ -6,4 +6,5 @@ mod harness;
 mod mlflow_api;
 mod otlp_http;
 mod search;
+mod search_plans;
 mod tidy;
