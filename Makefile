@@ -50,6 +50,13 @@ test-e2e-mlflow: $(VENV_MLFLOW)/.installed
 		TRACEBOX_BIN=$(CURDIR)/$(DEBUG_BIN) $(VENV_MLFLOW)/bin/python -m pytest tests/e2e/full_mlflow -q; \
 	fi
 
+# Search benchmark: generates BENCH_TRACES traces once into BENCH_DIR (reused
+# by later runs), then times filters, ordering, paging and full-text search.
+BENCH_TRACES ?= 1000000
+BENCH_DIR ?= ./tracebox-bench
+bench:
+	$(CARGO) run --release -- bench search --traces $(BENCH_TRACES) --data $(BENCH_DIR)
+
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings

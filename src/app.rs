@@ -82,11 +82,8 @@ impl App {
         // The full-text index is derived from SQLite: a missing or unreadable
         // one is recreated empty here and filled by the indexer thread in
         // the background (with a progress bar), so start-up stays fast.
-        let (index, opened) = crate::index::SearchIndex::open(&config.data_dir.join("index"))?;
+        let (index, _opened) = crate::index::SearchIndex::open(&config.data_dir.join("index"))?;
         index.open_writer()?;
-        if opened != crate::index::Opened::Existing {
-            tracing::info!(?opened, "full-text index will be built from the database");
-        }
         let indexer = crate::index::Indexer::start(index.clone(), store.clone())?;
         let state = AppState {
             query: QueryEngine::with_index(store.clone(), index),

@@ -7,7 +7,6 @@
 //! plans. An existing benchmark directory with enough traces is reused.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -31,50 +30,290 @@ const CHUNK: usize = 2_000;
 const DAYS: i64 = 30;
 
 const COMMON: &[&str] = &[
-    "the", "to", "and", "a", "of", "is", "in", "for", "my", "you", "it", "on", "your", "that",
-    "with", "can", "this", "be", "have", "we", "are", "not", "as", "please", "order", "will",
-    "at", "from", "by", "if", "our", "an", "was", "but", "or", "about", "me", "would", "help",
-    "thanks", "when", "what", "how", "still", "get", "need", "just", "there", "time", "account",
-    "days", "know", "item", "here", "been", "today", "want", "back", "new", "check", "could",
-    "should", "they", "email", "also", "any", "more", "team", "number", "update", "received",
-    "customer", "sure", "which", "now", "some", "status", "service", "again", "issue", "week",
-    "happy", "問題", "system", "details", "product", "request", "information", "see", "already",
-    "package", "support", "soon", "after", "before", "payment", "yesterday", "tomorrow", "store",
-    "online", "app", "link", "code", "confirm", "address", "phone", "card", "delivered", "box",
-    "size", "color", "price", "discount", "coupon", "invoice", "receipt", "tracking", "courier",
-    "warehouse", "stock", "available", "cancel", "change", "replace", "exchange", "damaged",
-    "missing", "wrong", "late", "early", "fast", "slow", "free", "extra", "charge", "fee",
-    "total", "amount", "bank", "transfer", "login", "password", "reset", "profile", "settings",
-    "notification", "message", "chat", "agent", "manager", "escalate", "ticket", "case",
-    "priority", "urgent", "normal", "resolved", "pending", "closed", "open", "review", "rating",
-    "feedback", "survey", "loyalty", "points", "reward", "member", "premium", "plan", "monthly",
-    "yearly", "trial", "upgrade", "downgrade", "renewal", "expired", "valid", "invalid", "error",
-    "problem", "working", "broken", "fixed", "install", "setup", "device", "laptop", "headphones",
-    "charger", "cable", "battery", "screen", "keyboard", "mouse", "camera", "speaker", "watch",
+    "the",
+    "to",
+    "and",
+    "a",
+    "of",
+    "is",
+    "in",
+    "for",
+    "my",
+    "you",
+    "it",
+    "on",
+    "your",
+    "that",
+    "with",
+    "can",
+    "this",
+    "be",
+    "have",
+    "we",
+    "are",
+    "not",
+    "as",
+    "please",
+    "order",
+    "will",
+    "at",
+    "from",
+    "by",
+    "if",
+    "our",
+    "an",
+    "was",
+    "but",
+    "or",
+    "about",
+    "me",
+    "would",
+    "help",
+    "thanks",
+    "when",
+    "what",
+    "how",
+    "still",
+    "get",
+    "need",
+    "just",
+    "there",
+    "time",
+    "account",
+    "days",
+    "know",
+    "item",
+    "here",
+    "been",
+    "today",
+    "want",
+    "back",
+    "new",
+    "check",
+    "could",
+    "should",
+    "they",
+    "email",
+    "also",
+    "any",
+    "more",
+    "team",
+    "number",
+    "update",
+    "received",
+    "customer",
+    "sure",
+    "which",
+    "now",
+    "some",
+    "status",
+    "service",
+    "again",
+    "issue",
+    "week",
+    "happy",
+    "問題",
+    "system",
+    "details",
+    "product",
+    "request",
+    "information",
+    "see",
+    "already",
+    "package",
+    "support",
+    "soon",
+    "after",
+    "before",
+    "payment",
+    "yesterday",
+    "tomorrow",
+    "store",
+    "online",
+    "app",
+    "link",
+    "code",
+    "confirm",
+    "address",
+    "phone",
+    "card",
+    "delivered",
+    "box",
+    "size",
+    "color",
+    "price",
+    "discount",
+    "coupon",
+    "invoice",
+    "receipt",
+    "tracking",
+    "courier",
+    "warehouse",
+    "stock",
+    "available",
+    "cancel",
+    "change",
+    "replace",
+    "exchange",
+    "damaged",
+    "missing",
+    "wrong",
+    "late",
+    "early",
+    "fast",
+    "slow",
+    "free",
+    "extra",
+    "charge",
+    "fee",
+    "total",
+    "amount",
+    "bank",
+    "transfer",
+    "login",
+    "password",
+    "reset",
+    "profile",
+    "settings",
+    "notification",
+    "message",
+    "chat",
+    "agent",
+    "manager",
+    "escalate",
+    "ticket",
+    "case",
+    "priority",
+    "urgent",
+    "normal",
+    "resolved",
+    "pending",
+    "closed",
+    "open",
+    "review",
+    "rating",
+    "feedback",
+    "survey",
+    "loyalty",
+    "points",
+    "reward",
+    "member",
+    "premium",
+    "plan",
+    "monthly",
+    "yearly",
+    "trial",
+    "upgrade",
+    "downgrade",
+    "renewal",
+    "expired",
+    "valid",
+    "invalid",
+    "error",
+    "problem",
+    "working",
+    "broken",
+    "fixed",
+    "install",
+    "setup",
+    "device",
+    "laptop",
+    "headphones",
+    "charger",
+    "cable",
+    "battery",
+    "screen",
+    "keyboard",
+    "mouse",
+    "camera",
+    "speaker",
+    "watch",
 ];
 
 /// (topic word, phrases used in questions and answers).
 const TOPICS: &[(&str, &[&str])] = &[
-    ("refund", &["refund policy", "full refund", "refund request", "money back"]),
-    ("shipping", &["shipping address", "express shipping", "shipping label"]),
-    ("delivery", &["delivery date", "late delivery", "delivery window"]),
-    ("warranty", &["warranty claim", "extended warranty", "warranty period"]),
-    ("subscription", &["cancel subscription", "subscription plan", "billing cycle"]),
-    ("password", &["reset password", "password reset link", "two factor"]),
-    ("invoice", &["invoice copy", "billing address", "tax invoice"]),
-    ("return", &["return label", "return window", "return policy"]),
-    ("discount", &["discount code", "student discount", "promo code"]),
-    ("exchange", &["size exchange", "exchange request", "color exchange"]),
-    ("payment", &["payment failed", "payment method", "card declined"]),
-    ("account", &["delete account", "account locked", "account settings"]),
-    ("tracking", &["tracking number", "tracking page", "tracking update"]),
+    (
+        "refund",
+        &[
+            "refund policy",
+            "full refund",
+            "refund request",
+            "money back",
+        ],
+    ),
+    (
+        "shipping",
+        &["shipping address", "express shipping", "shipping label"],
+    ),
+    (
+        "delivery",
+        &["delivery date", "late delivery", "delivery window"],
+    ),
+    (
+        "warranty",
+        &["warranty claim", "extended warranty", "warranty period"],
+    ),
+    (
+        "subscription",
+        &["cancel subscription", "subscription plan", "billing cycle"],
+    ),
+    (
+        "password",
+        &["reset password", "password reset link", "two factor"],
+    ),
+    (
+        "invoice",
+        &["invoice copy", "billing address", "tax invoice"],
+    ),
+    (
+        "return",
+        &["return label", "return window", "return policy"],
+    ),
+    (
+        "discount",
+        &["discount code", "student discount", "promo code"],
+    ),
+    (
+        "exchange",
+        &["size exchange", "exchange request", "color exchange"],
+    ),
+    (
+        "payment",
+        &["payment failed", "payment method", "card declined"],
+    ),
+    (
+        "account",
+        &["delete account", "account locked", "account settings"],
+    ),
+    (
+        "tracking",
+        &["tracking number", "tracking page", "tracking update"],
+    ),
     ("damaged", &["damaged item", "damaged box", "broken screen"]),
-    ("loyalty", &["loyalty points", "reward tier", "points balance"]),
-    ("installation", &["installation guide", "setup wizard", "firmware update"]),
-    ("cancellation", &["order cancellation", "cancellation fee", "cancel order"]),
-    ("availability", &["back in stock", "out of stock", "restock date"]),
-    ("pricing", &["price match", "price drop", "price adjustment"]),
-    ("complaint", &["formal complaint", "speak to manager", "escalate ticket"]),
+    (
+        "loyalty",
+        &["loyalty points", "reward tier", "points balance"],
+    ),
+    (
+        "installation",
+        &["installation guide", "setup wizard", "firmware update"],
+    ),
+    (
+        "cancellation",
+        &["order cancellation", "cancellation fee", "cancel order"],
+    ),
+    (
+        "availability",
+        &["back in stock", "out of stock", "restock date"],
+    ),
+    (
+        "pricing",
+        &["price match", "price drop", "price adjustment"],
+    ),
+    (
+        "complaint",
+        &["formal complaint", "speak to manager", "escalate ticket"],
+    ),
 ];
 
 /// Non-English questions (about 5% of traces).
@@ -147,7 +386,10 @@ impl Gen {
     fn word(&mut self) -> &str {
         let total = *self.cdf.last().unwrap_or(&1.0);
         let x = self.rng.f64() * total;
-        let i = self.cdf.partition_point(|c| *c < x).min(self.vocab.len() - 1);
+        let i = self
+            .cdf
+            .partition_point(|c| *c < x)
+            .min(self.vocab.len() - 1);
         &self.vocab[i]
     }
 
@@ -195,7 +437,11 @@ impl Gen {
         let docs: Vec<String> = (0..2)
             .map(|_| {
                 let n = self.rng.usize(12..20);
-                format!("{} {}", phrases[self.rng.usize(..phrases.len())], self.sentence(n))
+                format!(
+                    "{} {}",
+                    phrases[self.rng.usize(..phrases.len())],
+                    self.sentence(n)
+                )
             })
             .collect();
         let error = self.rng.u8(..100) < 5;
@@ -225,9 +471,15 @@ impl Gen {
             tokens: TokenUsage::default(),
         };
         let mut root = span(root_id, None, "chat_handler", "CHAIN");
-        root.inputs = Some(json!({"message": question, "session_id": format!("session-{session:05}")}));
+        root.inputs =
+            Some(json!({"message": question, "session_id": format!("session-{session:05}")}));
         root.outputs = Some(json!({"answer": answer, "sources": 2}));
-        let mut retrieve = span(sid(&mut self.rng), Some(root_id), "retrieve_docs", "RETRIEVER");
+        let mut retrieve = span(
+            sid(&mut self.rng),
+            Some(root_id),
+            "retrieve_docs",
+            "RETRIEVER",
+        );
         retrieve.start_ns = ns(2);
         retrieve.end_ns = Some(ns(2 + exec_ms / 10));
         retrieve.inputs = Some(json!({"query": format!("{topic} {phrase}"), "k": 2}));
@@ -249,19 +501,30 @@ impl Gen {
                 time_ns: ns(4),
                 attributes: serde_json::Map::from_iter([
                     ("exception.type".to_string(), json!("LookupError")),
-                    ("exception.message".to_string(), json!(format!("order {order_id} not found in warehouse database"))),
+                    (
+                        "exception.message".to_string(),
+                        json!(format!("order {order_id} not found in warehouse database")),
+                    ),
                 ]),
             });
         } else {
-            tool.outputs = Some(json!({"order_id": order_id, "status": "shipped", "eta_days": self.rng.u8(1..7)}));
+            tool.outputs = Some(
+                json!({"order_id": order_id, "status": "shipped", "eta_days": self.rng.u8(1..7)}),
+            );
         }
-        let mut llm = span(sid(&mut self.rng), Some(root_id), "ChatOpenAI", "CHAT_MODEL");
+        let mut llm = span(
+            sid(&mut self.rng),
+            Some(root_id),
+            "ChatOpenAI",
+            "CHAT_MODEL",
+        );
         llm.start_ns = ns(5 + exec_ms / 5);
         llm.end_ns = Some(ns(exec_ms - 1));
         llm.inputs = Some(json!({"model": "gpt-4o-mini", "messages": [
             {"role": "system", "content": system},
             {"role": "user", "content": question}]}));
-        llm.outputs = Some(json!({"choices": [{"message": {"role": "assistant", "content": answer}}]}));
+        llm.outputs =
+            Some(json!({"choices": [{"message": {"role": "assistant", "content": answer}}]}));
         llm.model = Some("gpt-4o-mini".into());
         llm.attributes.insert("llm.temperature".into(), json!(0.2));
         llm.tokens = TokenUsage {
@@ -288,9 +551,15 @@ impl Gen {
             "region".to_string(),
             ["eu-west-1", "us-east-1", "us-west-2", "ap-south-1"][self.rng.usize(..4)].to_string(),
         );
-        tags.insert("deployment_id".to_string(), format!("dep-{}", self.rng.u8(..20)));
+        tags.insert(
+            "deployment_id".to_string(),
+            format!("dep-{}", self.rng.u8(..20)),
+        );
         let mut metadata = BTreeMap::new();
-        metadata.insert("mlflow.trace.session".to_string(), format!("session-{session:05}"));
+        metadata.insert(
+            "mlflow.trace.session".to_string(),
+            format!("session-{session:05}"),
+        );
         metadata.insert("mlflow.trace.user".to_string(), format!("user-{user:04}"));
         metadata.insert("mlflow.trace_schema.version".to_string(), "3".to_string());
         metadata.insert(
@@ -303,9 +572,17 @@ impl Gen {
             client_request_id: Some(format!("req-{i}")),
             request_time_ms: ts,
             execution_time_ms: Some(exec_ms),
-            state: if error { TraceState::Error } else { TraceState::Ok },
-            request_preview: Some(crate::store::traces::preview(&Value::String(question.clone()))),
-            response_preview: Some(crate::store::traces::preview(&Value::String(answer.clone()))),
+            state: if error {
+                TraceState::Error
+            } else {
+                TraceState::Ok
+            },
+            request_preview: Some(crate::store::traces::preview(&Value::String(
+                question.clone(),
+            ))),
+            response_preview: Some(crate::store::traces::preview(&Value::String(
+                answer.clone(),
+            ))),
             metadata,
             tags,
             assessments: Vec::new(),
@@ -316,12 +593,12 @@ impl Gen {
 }
 
 pub fn experiment_id(store: &Store) -> anyhow::Result<i64> {
-    Ok(store.write_blocking(|c| {
-        match crate::store::experiments::get_by_name(c, EXPERIMENT) {
+    Ok(store.write_blocking(
+        |c| match crate::store::experiments::get_by_name(c, EXPERIMENT) {
             Ok(e) => Ok(e.experiment_id),
             Err(_) => crate::store::experiments::create(c, EXPERIMENT, None, &BTreeMap::new()),
-        }
-    })?)
+        },
+    )?)
 }
 
 /// Writes `n` traces (starting at number `from`) in big transactions while
@@ -446,7 +723,11 @@ pub fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
         .build()?;
 
     let total: i64 = store.read_blocking(move |c| {
-        Ok(c.query_row("SELECT count(*) FROM traces WHERE experiment_id = ?1", [exp], |r| r.get(0))?)
+        Ok(c.query_row(
+            "SELECT count(*) FROM traces WHERE experiment_id = ?1",
+            [exp],
+            |r| r.get(0),
+        )?)
     })?;
     let (t_min, t_max): (i64, i64) = store.read_blocking(move |c| {
         Ok(c.query_row(
@@ -461,7 +742,7 @@ pub fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
         max_results: 100,
         ..SearchRequest::default()
     };
-    let mut rng = fastrand::Rng::with_seed(args.seed + 1);
+    let rng = fastrand::Rng::with_seed(args.seed + 1);
     let words: Vec<&str> = TOPICS.iter().map(|(w, _)| *w).collect();
     let phrases: Vec<&str> = TOPICS.iter().flat_map(|(_, p)| p.iter().copied()).collect();
     let runs = args.runs;
@@ -471,8 +752,7 @@ pub fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
                       kind: &'static str,
                       make: &mut dyn FnMut(usize) -> SearchRequest|
      -> anyhow::Result<()> {
-        let (sql, plan) = rt.block_on(engine.explain(make(0)))?;
-        let _ = sql;
+        let (_, plan) = rt.block_on(engine.explain(make(0)))?;
         plans.push((name, plan));
         let (samples, rows) = time_query(&rt, &engine, runs, &mut *make)?;
         out.push(Measure {
@@ -483,9 +763,11 @@ pub fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
         });
         Ok(())
     };
-    record("tag equality (environment = production)", "filter", &mut |_| {
-        base(Some("tags.environment = 'production'".into()))
-    })?;
+    record(
+        "tag equality (environment = production)",
+        "filter",
+        &mut |_| base(Some("tags.environment = 'production'".into())),
+    )?;
     let mut r1 = rng.clone();
     record("tag equality (rare: deployment_id)", "filter", &mut |_| {
         base(Some(format!(
@@ -501,12 +783,16 @@ pub fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
         )))
     })?;
     let mut r3 = rng.clone();
-    record("session (metadata mlflow.trace.session)", "filter", &mut |_| {
-        base(Some(format!(
-            "metadata.`mlflow.trace.session` = 'session-{:05}'",
-            r3.usize(..SESSIONS)
-        )))
-    })?;
+    record(
+        "session (metadata mlflow.trace.session)",
+        "filter",
+        &mut |_| {
+            base(Some(format!(
+                "metadata.`mlflow.trace.session` = 'session-{:05}'",
+                r3.usize(..SESSIONS)
+            )))
+        },
+    )?;
     let mut r4 = rng.clone();
     record("time range (6 h) + status", "filter", &mut |_| {
         let from = r4.i64(t_min..t_max.max(t_min + 1));
@@ -515,32 +801,48 @@ pub fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
             from + 6 * 3_600_000
         )))
     })?;
-    record("order_by execution_time_ms DESC", "filter", &mut |_| SearchRequest {
-        order_by: vec!["execution_time_ms DESC".into()],
-        ..base(None)
+    record("order_by execution_time_ms DESC", "filter", &mut |_| {
+        SearchRequest {
+            order_by: vec!["execution_time_ms DESC".into()],
+            ..base(None)
+        }
     })?;
     let mut r5 = rng.clone();
-    record("full-text one word (text param)", "full-text", &mut |_| SearchRequest {
-        text: Some(words[r5.usize(..words.len())].to_string()),
-        ..base(None)
+    record("full-text one word (text param)", "full-text", &mut |_| {
+        SearchRequest {
+            text: Some(words[r5.usize(..words.len())].to_string()),
+            ..base(None)
+        }
     })?;
     let mut r6 = rng.clone();
-    record("full-text trace.text LIKE '%word%'", "full-text", &mut |_| {
-        base(Some(format!(
-            "trace.text LIKE '%{}%'",
-            words[r6.usize(..words.len())]
-        )))
-    })?;
+    record(
+        "full-text trace.text LIKE '%word%'",
+        "full-text",
+        &mut |_| {
+            base(Some(format!(
+                "trace.text LIKE '%{}%'",
+                words[r6.usize(..words.len())]
+            )))
+        },
+    )?;
     let mut r7 = rng.clone();
-    record("full-text phrase + tag filter", "full-text", &mut |_| SearchRequest {
-        text: Some(format!("\"{}\"", phrases[r7.usize(..phrases.len())])),
-        ..base(Some("tags.environment = 'production'".into()))
+    record("full-text phrase + tag filter", "full-text", &mut |_| {
+        SearchRequest {
+            text: Some(format!("\"{}\"", phrases[r7.usize(..phrases.len())])),
+            ..base(Some("tags.environment = 'production'".into()))
+        }
     })?;
     let mut r8 = rng.clone();
-    record("full-text rare word (non-English)", "full-text", &mut |_| SearchRequest {
-        text: Some(["退款", "返品", "Rückerstattung", "доставка", "환불"][r8.usize(..5)].into()),
-        ..base(None)
-    })?;
+    record(
+        "full-text rare word (non-English)",
+        "full-text",
+        &mut |_| SearchRequest {
+            text: Some(
+                ["退款", "返品", "Rückerstattung", "доставка", "환불"][r8.usize(..5)].into(),
+            ),
+            ..base(None)
+        },
+    )?;
     // Page 50 of a paginated query: walk once to get the token, then time it.
     let page_filter = Some("tags.environment = 'production'".to_string());
     let mut token: Option<String> = None;
@@ -559,12 +861,15 @@ pub fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
     if token.is_some() {
         let tok = token.clone();
         let pf = page_filter.clone();
-        record("page 50 (environment = production, 100/page)", "filter", &mut |_| SearchRequest {
-            page_token: tok.clone(),
-            ..base(pf.clone())
-        })?;
+        record(
+            "page 50 (environment = production, 100/page)",
+            "filter",
+            &mut |_| SearchRequest {
+                page_token: tok.clone(),
+                ..base(pf.clone())
+            },
+        )?;
     }
-    let _ = &mut rng;
 
     // Report.
     let db_bytes: u64 = ["tracebox.db", "tracebox.db-wal"]
@@ -574,7 +879,11 @@ pub fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
     let index_bytes = index.size_bytes();
     let (rss, peak) = super::rss_mb();
     println!();
-    println!("## tracebox bench search — {total} traces ({} spans), {} runs per query", total * 4, runs);
+    println!(
+        "## tracebox bench search — {total} traces ({} spans), {} runs per query",
+        total * 4,
+        runs
+    );
     println!();
     println!("| query | kind | p50 ms | p95 ms | rows/page |");
     println!("|---|---|---:|---:|---:|");
@@ -590,7 +899,9 @@ pub fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
     }
     println!();
     match gen_rate {
-        Some(r) => println!("- generation: {r:.0} traces/s (through the store, {CHUNK} traces per transaction)"),
+        Some(r) => println!(
+            "- generation: {r:.0} traces/s (through the store, {CHUNK} traces per transaction)"
+        ),
         None => println!("- generation: skipped (data reused)"),
     }
     if pass.spans > 0 {
@@ -626,6 +937,5 @@ pub fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
         }
     }
     rt.shutdown_timeout(Duration::from_secs(1));
-    let _ = Path::new("");
     Ok(())
 }

@@ -55,7 +55,8 @@ pub fn match_ranges(text: &str, q: &TextQuery) -> Vec<(usize, usize)> {
         return Vec::new();
     };
     let toks = tokens(text);
-    let mut ranges: Vec<(usize, usize)> = cs.iter().flat_map(|c| clause_matches(&toks, c)).collect();
+    let mut ranges: Vec<(usize, usize)> =
+        cs.iter().flat_map(|c| clause_matches(&toks, c)).collect();
     ranges.sort_unstable();
     let mut merged: Vec<(usize, usize)> = Vec::new();
     for r in ranges {

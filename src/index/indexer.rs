@@ -186,8 +186,9 @@ fn run(index: SearchIndex, store: Store, stop: Arc<AtomicBool>) {
             if stop.load(Ordering::Acquire) {
                 return;
             }
-            let changed =
-                rt.block_on(async { tokio::time::timeout(Duration::from_millis(250), commits.changed()).await });
+            let changed = rt.block_on(async {
+                tokio::time::timeout(Duration::from_millis(250), commits.changed()).await
+            });
             match changed {
                 Ok(Ok(())) => break,
                 Ok(Err(_)) => return, // the store is gone

@@ -29,7 +29,7 @@ use tantivy::query::{
     AllQuery, BooleanQuery, EmptyQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query, TermQuery,
 };
 use tantivy::schema::{
-    Field, FAST, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions,
+    FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::{DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, Term};
 
@@ -447,10 +447,7 @@ impl SearchIndex {
             .collect();
         match (terms.len(), c.prefix) {
             (0, _) => Box::new(EmptyQuery),
-            (1, false) => Box::new(TermQuery::new(
-                terms[0].clone(),
-                IndexRecordOption::Basic,
-            )),
+            (1, false) => Box::new(TermQuery::new(terms[0].clone(), IndexRecordOption::Basic)),
             (_, true) => {
                 let mut q = PhrasePrefixQuery::new(terms);
                 q.set_max_expansions(PREFIX_EXPANSIONS);
@@ -512,7 +509,10 @@ impl SearchIndex {
         // Rarest first would be ideal; clause order is good enough and the
         // intersection short-circuits on an empty set.
         for c in cs {
-            let hits = self.collect(self.scoped(self.clause_query(c), trace).as_ref(), Key::Trace)?;
+            let hits = self.collect(
+                self.scoped(self.clause_query(c), trace).as_ref(),
+                Key::Trace,
+            )?;
             match &mut acc {
                 None => acc = Some(hits),
                 Some(a) => a.intersect(&hits),
@@ -563,32 +563,57 @@ mod tests {
         .unwrap();
         idx.commit(4).unwrap();
         let q = |s: &str| TextQuery::parse_user(s).unwrap();
-        assert_eq!(idx.trace_hits(&q("refund"), None).unwrap().ids(), vec![10, 11]);
-        assert_eq!(idx.trace_hits(&q("\"refund policy\""), None).unwrap().ids(), vec![11]);
-        assert_eq!(idx.trace_hits(&q("refu*"), None).unwrap().ids(), vec![10, 11]);
+        assert_eq!(
+            idx.trace_hits(&q("refund"), None).unwrap().ids(),
+            vec![10, 11]
+        );
+        assert_eq!(
+            idx.trace_hits(&q("\"refund policy\""), None).unwrap().ids(),
+            vec![11]
+        );
+        assert_eq!(
+            idx.trace_hits(&q("refu*"), None).unwrap().ids(),
+            vec![10, 11]
+        );
         assert_eq!(idx.trace_hits(&q("退款"), None).unwrap().ids(), vec![10]);
         assert_eq!(idx.trace_hits(&q("мир"), None).unwrap().ids(), vec![12]);
         // Trace level: words in different spans; span level: the same span.
-        assert_eq!(idx.trace_hits(&q("refund lookup"), None).unwrap().ids(), vec![10]);
+        assert_eq!(
+            idx.trace_hits(&q("refund lookup"), None).unwrap().ids(),
+            vec![10]
+        );
         let like = TextQuery::from_like("%refund%lookup%");
-        assert!(idx.same_span_hits(&like, Key::Trace, None).unwrap().is_empty());
+        assert!(
+            idx.same_span_hits(&like, Key::Trace, None)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(
             idx.same_span_hits(&TextQuery::from_like("%order%"), Key::Span, None)
                 .unwrap()
                 .ids(),
             vec![2]
         );
-        assert_eq!(idx.trace_hits(&q("refund"), Some(11)).unwrap().ids(), vec![11]);
+        assert_eq!(
+            idx.trace_hits(&q("refund"), Some(11)).unwrap().ids(),
+            vec![11]
+        );
         idx.delete_traces(&[10]).unwrap();
         idx.commit(4).unwrap();
         assert_eq!(idx.trace_hits(&q("refund"), None).unwrap().ids(), vec![11]);
         drop(idx);
         let (idx, opened) = SearchIndex::open(&path).unwrap();
-        assert_eq!((opened, idx.watermark(), idx.num_docs()), (Opened::Existing, 4, 2));
+        assert_eq!(
+            (opened, idx.watermark(), idx.num_docs()),
+            (Opened::Existing, 4, 2)
+        );
         drop(idx);
         std::fs::write(path.join("meta.json"), b"garbage").unwrap();
         let (idx, opened) = SearchIndex::open(&path).unwrap();
-        assert_eq!((opened, idx.watermark(), idx.num_docs()), (Opened::Rebuilt, 0, 0));
+        assert_eq!(
+            (opened, idx.watermark(), idx.num_docs()),
+            (Opened::Rebuilt, 0, 0)
+        );
     }
 
     #[test]

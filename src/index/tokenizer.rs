@@ -154,10 +154,15 @@ mod tests {
     fn splits_many_scripts() {
         assert_eq!(
             words("Refund POLICY: café, naïve-user's e-mail 3.14"),
-            vec!["refund", "policy", "cafe", "naive", "user's", "e", "mail", "3.14"]
+            vec![
+                "refund", "policy", "cafe", "naive", "user's", "e", "mail", "3.14"
+            ]
         );
         assert_eq!(words("我要退款"), vec!["我", "要", "退", "款"]);
-        assert_eq!(words("返品ポリシー"), vec!["返", "品", "ポ", "リ", "シ", "ー"]);
+        assert_eq!(
+            words("返品ポリシー"),
+            vec!["返", "品", "ポ", "リ", "シ", "ー"]
+        );
         assert_eq!(words("Привет, мир"), vec!["привет", "мир"]);
         assert_eq!(words("हिन्दी भाषा"), vec!["हिन्दी", "भाषा"]);
         assert_eq!(words("환불 정책"), vec!["환불", "정책"]);

@@ -159,9 +159,7 @@ fn parse_request(req: &SearchRequest) -> Result<Parsed, QueryError> {
         None => None,
     };
     let text = match req.text.as_deref().map(str::trim) {
-        Some(t) if !t.is_empty() => {
-            Some(TextQuery::parse_user(t).map_err(QueryError::Invalid)?)
-        }
+        Some(t) if !t.is_empty() => Some(TextQuery::parse_user(t).map_err(QueryError::Invalid)?),
         _ => None,
     };
     let after = req
@@ -275,12 +273,8 @@ impl QueryEngine {
         let experiments = req.experiment_ids.clone();
         self.store
             .read(move |c| {
-                Ok((|| {
-                    let (env_hw, sql) = build_sql(c, index.as_ref(), experiments, &p)?;
-                    let _ = env_hw;
-                    let plan = plan::explain(c, &sql)?;
-                    Ok((sql, plan))
-                })())
+                Ok(build_sql(c, index.as_ref(), experiments, &p)
+                    .and_then(|(_, sql)| plan::explain(c, &sql).map(|plan| (sql, plan))))
             })
             .await?
     }
@@ -397,13 +391,64 @@ mod fuzz {
     use crate::index::highlight;
 
     const PIECES: &[&str] = &[
-        "tags.a", "tag.`x y`", "metadata.m", "trace.status", "status", "timestamp", "text",
-        "trace.text", "span.name", "span.type", "span.attributes.k", "span.attributes.`a.b`",
-        "feedback.f", "expectation.e", "issue.id", "run_id", "prompt", "name", "request_id",
-        "execution_time_ms", "trace.end_time", "client_request_id", "=", "!=", "<", ">=", "<>",
-        "LIKE", "ilike", "RLIKE", "IN", "NOT", "IS", "NULL", "AND", "OR", "(", ")", ",", ";",
-        "'x'", "\"y\"", "'%a_'", "'a/1'", "'[a-'", "'(x|y)'", "5", "-1.5e3", "('a', 'b')",
-        "()", "true", "`", "'", "\\", "é", "退款", ".", "'%'",
+        "tags.a",
+        "tag.`x y`",
+        "metadata.m",
+        "trace.status",
+        "status",
+        "timestamp",
+        "text",
+        "trace.text",
+        "span.name",
+        "span.type",
+        "span.attributes.k",
+        "span.attributes.`a.b`",
+        "feedback.f",
+        "expectation.e",
+        "issue.id",
+        "run_id",
+        "prompt",
+        "name",
+        "request_id",
+        "execution_time_ms",
+        "trace.end_time",
+        "client_request_id",
+        "=",
+        "!=",
+        "<",
+        ">=",
+        "<>",
+        "LIKE",
+        "ilike",
+        "RLIKE",
+        "IN",
+        "NOT",
+        "IS",
+        "NULL",
+        "AND",
+        "OR",
+        "(",
+        ")",
+        ",",
+        ";",
+        "'x'",
+        "\"y\"",
+        "'%a_'",
+        "'a/1'",
+        "'[a-'",
+        "'(x|y)'",
+        "5",
+        "-1.5e3",
+        "('a', 'b')",
+        "()",
+        "true",
+        "`",
+        "'",
+        "\\",
+        "é",
+        "退款",
+        ".",
+        "'%'",
     ];
 
     fn store() -> &'static (tempfile::TempDir, Store, SearchIndex) {

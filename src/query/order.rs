@@ -60,7 +60,9 @@ pub struct OrderKey {
 }
 
 fn unparsable(c: &str) -> QueryError {
-    QueryError::Invalid(format!("Invalid order_by clause '{c}'. Could not be parsed."))
+    QueryError::Invalid(format!(
+        "Invalid order_by clause '{c}'. Could not be parsed."
+    ))
 }
 
 fn parse_clause(c: &str) -> Result<(SortKey, bool, (String, String)), QueryError> {
@@ -218,7 +220,10 @@ mod tests {
             ]
         );
         assert_eq!(keys(&["name"])[0].key, SortKey::Name);
-        assert_eq!(keys(&["tags.`a b` desc"])[0].key, SortKey::Tag("a b".into()));
+        assert_eq!(
+            keys(&["tags.`a b` desc"])[0].key,
+            SortKey::Tag("a b".into())
+        );
         assert_eq!(
             keys(&["run_id"])[0].key,
             SortKey::Meta("mlflow.sourceRun".into())
@@ -243,7 +248,10 @@ mod tests {
             err(&["status DESC ASC"]),
             "Invalid order_by clause 'status DESC ASC'. Could not be parsed."
         );
-        assert!(err(&["client_request_id"]).starts_with("Invalid attribute key 'client_request_id' specified."));
+        assert!(
+            err(&["client_request_id"])
+                .starts_with("Invalid attribute key 'client_request_id' specified.")
+        );
         assert_eq!(err(&["span.name"]), "Invalid identifier type 'span'");
         assert_eq!(
             err(&["timestamp", "timestamp_ms DESC"]),

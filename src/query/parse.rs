@@ -446,12 +446,7 @@ impl Parser<'_> {
                 }
             }
         }
-        let text: String = self
-            .src
-            .chars()
-            .skip(open)
-            .take(close + 1 - open)
-            .collect();
+        let text: String = self.src.chars().skip(open).take(close + 1 - open).collect();
         if !bad_types.is_empty() {
             return Err(filter_error(
                 format!(
@@ -589,7 +584,10 @@ mod tests {
         assert_eq!((p, t.as_str()), (26, "unquoted"));
         assert!(m.starts_with("Parameter value is either not quoted"), "{m}");
         let (m, p, _) = err("   ");
-        assert_eq!((m.as_str(), p), ("Invalid filter '   '. Could not be parsed.", 0));
+        assert_eq!(
+            (m.as_str(), p),
+            ("Invalid filter '   '. Could not be parsed.", 0)
+        );
         let (m, p, _) = err("status = 'OK'; tags.a = 'b'");
         assert_eq!(
             m,

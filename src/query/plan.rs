@@ -167,7 +167,9 @@ impl Builder<'_, '_> {
     fn kv(&mut self, table: &str, key: &str, t: &StrTest) -> String {
         let k = self.bind(key.to_string());
         let exists = |cond: String| {
-            format!("EXISTS (SELECT 1 FROM {table} kv WHERE kv.trace = t.id AND kv.key = {k}{cond})")
+            format!(
+                "EXISTS (SELECT 1 FROM {table} kv WHERE kv.trace = t.id AND kv.key = {k}{cond})"
+            )
         };
         match t.op {
             StrOp::IsNull => format!("NOT {}", exists(String::new())),
@@ -175,10 +177,7 @@ impl Builder<'_, '_> {
             _ => {
                 let mut cond = format!(" AND {}", self.str_test("kv.value", t));
                 // The metadata (key, value) index only covers short values.
-                if table == "trace_metadata"
-                    && t.op == StrOp::Eq
-                    && t.values[0].len() <= 256
-                {
+                if table == "trace_metadata" && t.op == StrOp::Eq && t.values[0].len() <= 256 {
                     cond.push_str(" AND length(kv.value) <= 256");
                 }
                 exists(cond)
@@ -340,12 +339,10 @@ impl Builder<'_, '_> {
                 }
             }
         }
-        any.then(|| {
-            if clauses.is_empty() {
-                TextQuery::All
-            } else {
-                TextQuery::Clauses(clauses)
-            }
+        any.then_some(if clauses.is_empty() {
+            TextQuery::All
+        } else {
+            TextQuery::Clauses(clauses)
         })
     }
 
@@ -565,8 +562,8 @@ pub(super) fn build(
     if let Some(q) = text {
         hit_sets.push(b.index()?.trace_hits(q, scope_trace)?);
     }
-    let span_only_text = !span_preds.is_empty()
-        && span_preds.iter().all(|p| matches!(p, Pred::Text { .. }));
+    let span_only_text =
+        !span_preds.is_empty() && span_preds.iter().all(|p| matches!(p, Pred::Text { .. }));
     if span_only_text && let Some(q) = Builder::group_text(&span_preds) {
         hit_sets.push(b.index()?.same_span_hits(&q, Key::Trace, scope_trace)?);
     } else if !span_preds.is_empty() {
@@ -707,6 +704,7 @@ pub(super) fn build(
             format!("({})", ors.join(" OR "))
         });
     }
+    let driven = driver.is_some();
     let from = match driver {
         None => "traces t".to_string(),
         Some(Driver::Kv { table, key, value }) => {
@@ -727,7 +725,7 @@ pub(super) fn build(
             format!("(SELECT value AS id FROM json_each({p})) d CROSS JOIN traces t")
         }
     };
-    if from.contains(" d ") {
+    if driven {
         conds.insert(0, "t.id = d.id".into());
     }
     let text = format!(

@@ -214,13 +214,35 @@ pub(super) const NUMERIC_ATTRIBUTES: &[&str] = &[
     "end_time_ms",
     "end_time",
 ];
-const IN_KEYS: &[&str] = &["name", "status", "request_id", "run_id", "client_request_id"];
-const TAG_OPS: &[&str] = &["!=", "=", "LIKE", "ILIKE", "RLIKE", "IS NULL", "IS NOT NULL"];
+const IN_KEYS: &[&str] = &[
+    "name",
+    "status",
+    "request_id",
+    "run_id",
+    "client_request_id",
+];
+const TAG_OPS: &[&str] = &[
+    "!=",
+    "=",
+    "LIKE",
+    "ILIKE",
+    "RLIKE",
+    "IS NULL",
+    "IS NOT NULL",
+];
 const STRING_ATTR_OPS: &[&str] = &["!=", "=", "IN", "NOT IN", "LIKE", "ILIKE", "RLIKE"];
 const NUMERIC_ATTR_OPS: &[&str] = &[">", ">=", "!=", "=", "<", "<="];
 const SPAN_OPS: &[&str] = &["!=", "=", "IN", "NOT IN", "LIKE", "ILIKE", "RLIKE"];
 const SPAN_CONTENT_OPS: &[&str] = &["LIKE", "ILIKE"];
-const METADATA_OPS: &[&str] = &["!=", "=", "LIKE", "ILIKE", "RLIKE", "IS NULL", "IS NOT NULL"];
+const METADATA_OPS: &[&str] = &[
+    "!=",
+    "=",
+    "LIKE",
+    "ILIKE",
+    "RLIKE",
+    "IS NULL",
+    "IS NOT NULL",
+];
 const ASSESSMENT_OPS: &[&str] = &[
     "!=",
     "=",
@@ -426,36 +448,37 @@ fn resolve_comparison(c: &Comparison) -> Result<Pred, QueryError> {
         }
     };
 
-    let str_test = |allowed: &[&str], msg: &dyn Fn(&str) -> String| -> Result<StrTest, QueryError> {
-        if !allowed.contains(&op.as_str()) {
-            return Err(filter_error(msg(&op), c.pos, &c.op_text));
-        }
-        let (sop, values) = match (&c.op, &val) {
-            (Op::Eq, Val::Str(s)) => (StrOp::Eq, vec![s.clone()]),
-            (Op::Ne, Val::Str(s)) => (StrOp::Ne, vec![s.clone()]),
-            (Op::Like, Val::Str(s)) => (StrOp::Like, vec![s.clone()]),
-            (Op::ILike, Val::Str(s)) => (StrOp::ILike, vec![s.clone()]),
-            (Op::RLike, Val::Str(s)) => {
-                check_regex(s).map_err(|e| filter_error(e, c.value_pos, &c.value_text))?;
-                (StrOp::RLike, vec![s.clone()])
+    let str_test =
+        |allowed: &[&str], msg: &dyn Fn(&str) -> String| -> Result<StrTest, QueryError> {
+            if !allowed.contains(&op.as_str()) {
+                return Err(filter_error(msg(&op), c.pos, &c.op_text));
             }
-            (Op::In, Val::List(v)) => (StrOp::In, v.clone()),
-            (Op::NotIn, Val::List(v)) => (StrOp::NotIn, v.clone()),
-            (Op::IsNull, Val::None) => (StrOp::IsNull, vec![]),
-            (Op::IsNotNull, Val::None) => (StrOp::IsNotNull, vec![]),
-            _ => {
-                return Err(filter_error(
-                    format!(
-                        "Expected a quoted string value for comparator '{op}'. Got value {}",
-                        c.value_text
-                    ),
-                    c.value_pos,
-                    &c.value_text,
-                ));
-            }
+            let (sop, values) = match (&c.op, &val) {
+                (Op::Eq, Val::Str(s)) => (StrOp::Eq, vec![s.clone()]),
+                (Op::Ne, Val::Str(s)) => (StrOp::Ne, vec![s.clone()]),
+                (Op::Like, Val::Str(s)) => (StrOp::Like, vec![s.clone()]),
+                (Op::ILike, Val::Str(s)) => (StrOp::ILike, vec![s.clone()]),
+                (Op::RLike, Val::Str(s)) => {
+                    check_regex(s).map_err(|e| filter_error(e, c.value_pos, &c.value_text))?;
+                    (StrOp::RLike, vec![s.clone()])
+                }
+                (Op::In, Val::List(v)) => (StrOp::In, v.clone()),
+                (Op::NotIn, Val::List(v)) => (StrOp::NotIn, v.clone()),
+                (Op::IsNull, Val::None) => (StrOp::IsNull, vec![]),
+                (Op::IsNotNull, Val::None) => (StrOp::IsNotNull, vec![]),
+                _ => {
+                    return Err(filter_error(
+                        format!(
+                            "Expected a quoted string value for comparator '{op}'. Got value {}",
+                            c.value_text
+                        ),
+                        c.value_pos,
+                        &c.value_text,
+                    ));
+                }
+            };
+            Ok(StrTest { op: sop, values })
         };
-        Ok(StrTest { op: sop, values })
-    };
 
     // 3. Dispatch in MLflow's order.
     match entity {
@@ -530,7 +553,8 @@ fn resolve_comparison(c: &Comparison) -> Result<Pred, QueryError> {
         }
         "tag" => {
             // MLflow drops the closing quote of this message (search_utils.py:637).
-            let tag_msg = |o: &str| format!("Invalid comparator '{o}' not one of '{}'", pyset(TAG_OPS));
+            let tag_msg =
+                |o: &str| format!("Invalid comparator '{o}' not one of '{}'", pyset(TAG_OPS));
             if key == TRACE_NAME_TAG {
                 let test = str_test(TAG_OPS, &tag_msg)?;
                 return Ok(Pred::Col {
@@ -694,7 +718,9 @@ fn resolve_comparison(c: &Comparison) -> Result<Pred, QueryError> {
                 test,
             })
         }
-        other => Err(at_ident(format!("Invalid search expression type '{other}'"))),
+        other => Err(at_ident(format!(
+            "Invalid search expression type '{other}'"
+        ))),
     }
 }
 
@@ -768,10 +794,12 @@ mod tests {
                 test: st(StrOp::Eq, &["OK"])
             }
         );
-        let Cond::And(v) =
-            resolve(&parse_filter("status = \"OK\" AND timestamp > 1700000000000").unwrap().unwrap())
+        let Cond::And(v) = resolve(
+            &parse_filter("status = \"OK\" AND timestamp > 1700000000000")
                 .unwrap()
-        else {
+                .unwrap(),
+        )
+        .unwrap() else {
             panic!()
         };
         assert_eq!(
@@ -830,8 +858,14 @@ mod tests {
             err("status = 5"),
             "Only the '{'end_time', 'end_time_ms', 'execution_time', 'execution_time_ms', 'timestamp', 'timestamp_ms'}' attributes support comparison with numeric values."
         );
-        assert!(err("trace.state = 'OK'").starts_with("Invalid attribute key 'state' specified. Valid keys are '{"));
-        assert!(err("assessment.x = 'y'").starts_with("Invalid entity type 'assessment'. Valid values are {"));
+        assert!(
+            err("trace.state = 'OK'")
+                .starts_with("Invalid attribute key 'state' specified. Valid keys are '{")
+        );
+        assert!(
+            err("assessment.x = 'y'")
+                .starts_with("Invalid entity type 'assessment'. Valid values are {")
+        );
         assert_eq!(
             pred("name = 'chat'"),
             Pred::Col {

@@ -23,7 +23,9 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
             },
         };
         let re = ctx.get_or_create_aux(0, |v| -> std::result::Result<_, rusqlite::Error> {
-            let p = v.as_str().map_err(|e| rusqlite::Error::UserFunctionError(e.into()))?;
+            let p = v
+                .as_str()
+                .map_err(|e| rusqlite::Error::UserFunctionError(e.into()))?;
             // An invalid pattern matches nothing (the query layer rejects
             // them up front with a 400).
             Ok(regex::Regex::new(p).ok())

@@ -75,9 +75,11 @@ pub fn max_span_id(conn: &Connection) -> Result<i64> {
 
 /// How many spans have `id > after` (for progress bars).
 pub fn count_spans_after(conn: &Connection, after: i64) -> Result<i64> {
-    Ok(conn.query_row("SELECT count(*) FROM spans WHERE id > ?1", [after], |r| {
-        r.get(0)
-    })?)
+    Ok(
+        conn.query_row("SELECT count(*) FROM spans WHERE id > ?1", [after], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// Deleted traces whose index documents may still exist.

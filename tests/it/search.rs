@@ -43,7 +43,10 @@ async fn log(c: &Client, exp: &str, s: Seed<'_>) -> String {
         info["execution_duration"] = json!(e);
     }
     let r = c
-        .post("/api/3.0/mlflow/traces", json!({"trace": {"trace_info": info}}))
+        .post(
+            "/api/3.0/mlflow/traces",
+            json!({"trace": {"trace_info": info}}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let spans: Vec<SpanSpec> = s
@@ -186,7 +189,10 @@ async fn seed(c: &Client, exp: &str) -> [String; 5] {
         "state": "IN_PROGRESS",
     });
     let r = c
-        .post("/api/3.0/mlflow/traces", json!({"trace": {"trace_info": info}}))
+        .post(
+            "/api/3.0/mlflow/traces",
+            json!({"trace": {"trace_info": info}}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     feedback(c, &t1, "feedback", "correct", json!(true)).await;
@@ -229,7 +235,10 @@ async fn every_filter_form_answers_like_mlflow() {
         ("tags.env = 'prod'".into(), vec![&t1, &t3]),
         ("tag.env != 'prod'".into(), vec![&t2]),
         ("tags.env IS NULL".into(), vec![&t4, &t5]),
-        ("tags.env IS NOT NULL AND tags.env LIKE 'pr%'".into(), vec![&t1, &t3]),
+        (
+            "tags.env IS NOT NULL AND tags.env LIKE 'pr%'".into(),
+            vec![&t1, &t3],
+        ),
         ("tags.env LIKE 'PR%'".into(), vec![]),
         ("tags.env ILIKE 'PR%'".into(), vec![&t1, &t3]),
         ("tags.env RLIKE '^d'".into(), vec![&t2]),
@@ -238,30 +247,61 @@ async fn every_filter_form_answers_like_mlflow() {
         ("trace.name != 'chat'".into(), vec![&t3]),
         ("tags.`mlflow.traceName` LIKE 'se%'".into(), vec![&t3]),
         ("status = 'OK'".into(), vec![&t1, &t3]),
-        ("attributes.status IN ('ERROR', 'IN_PROGRESS')".into(), vec![&t2, &t4, &t5]),
+        (
+            "attributes.status IN ('ERROR', 'IN_PROGRESS')".into(),
+            vec![&t2, &t4, &t5],
+        ),
         ("status NOT IN ('OK')".into(), vec![&t2, &t4, &t5]),
         ("status = 'ok'".into(), vec![]),
-        (format!("timestamp_ms > {}", T0 + 1500), vec![&t2, &t3, &t4, &t5]),
-        (format!("timestamp > {} AND trace.timestamp_ms <= {}", T0 + 1500, T0 + 3000), vec![&t2, &t3]),
+        (
+            format!("timestamp_ms > {}", T0 + 1500),
+            vec![&t2, &t3, &t4, &t5],
+        ),
+        (
+            format!(
+                "timestamp > {} AND trace.timestamp_ms <= {}",
+                T0 + 1500,
+                T0 + 3000
+            ),
+            vec![&t2, &t3],
+        ),
         ("execution_time_ms >= 200".into(), vec![&t2, &t3]),
         (format!("trace.end_time_ms < {}", T0 + 3100), vec![&t1, &t2]),
         (format!("request_id = '{t1}'"), vec![&t1]),
         (format!("request_id IN ('{t1}', '{t2}')"), vec![&t1, &t2]),
         ("client_request_id = 'req-51'".into(), vec![&t3]),
-        ("metadata.`mlflow.trace.user` = 'alice'".into(), vec![&t1, &t3]),
-        ("request_metadata.`mlflow.trace.user` != 'alice'".into(), vec![&t2]),
-        ("metadata.`mlflow.trace.session` = 's1'".into(), vec![&t1, &t2]),
+        (
+            "metadata.`mlflow.trace.user` = 'alice'".into(),
+            vec![&t1, &t3],
+        ),
+        (
+            "request_metadata.`mlflow.trace.user` != 'alice'".into(),
+            vec![&t2],
+        ),
+        (
+            "metadata.`mlflow.trace.session` = 's1'".into(),
+            vec![&t1, &t2],
+        ),
         ("run_id = 'run1'".into(), vec![&t1]),
         ("prompt = 'qa/2'".into(), vec![&t3]),
         ("span.name = 'llm'".into(), vec![&t1]),
-        ("span.type = 'TOOL' AND span.status = 'ERROR'".into(), vec![&t2]),
+        (
+            "span.type = 'TOOL' AND span.status = 'ERROR'".into(),
+            vec![&t2],
+        ),
         ("span.type = 'LLM' AND span.name = 'chat'".into(), vec![]),
         ("span.type IN ('LLM', 'RETRIEVER')".into(), vec![&t1, &t3]),
         ("span.attributes.model = 'gpt-4'".into(), vec![&t1]),
         ("trace.text LIKE '%refund%'".into(), vec![&t1]),
         ("trace.text ILIKE '%REFUND%'".into(), vec![&t1]),
-        ("trace.text LIKE '%policy%' AND span.name = 'llm'".into(), vec![&t1]),
-        ("trace.text LIKE '%policy%' AND span.name = 'chat'".into(), vec![]),
+        (
+            "trace.text LIKE '%policy%' AND span.name = 'llm'".into(),
+            vec![&t1],
+        ),
+        (
+            "trace.text LIKE '%policy%' AND span.name = 'chat'".into(),
+            vec![],
+        ),
         ("trace.text LIKE '%退款%'".into(), vec![&t3]),
         ("trace.text LIKE '%warehouse%'".into(), vec![&t2]),
         ("feedback.correct = 'true'".into(), vec![&t1]),
@@ -276,7 +316,10 @@ async fn every_filter_form_answers_like_mlflow() {
             "tags.env = 'dev' OR (status = 'OK' AND metadata.`mlflow.trace.user` = 'alice')".into(),
             vec![&t1, &t2, &t3],
         ),
-        ("(span.name = 'llm' OR span.name = 'retrieve') AND tags.env = 'prod'".into(), vec![&t1, &t3]),
+        (
+            "(span.name = 'llm' OR span.name = 'retrieve') AND tags.env = 'prod'".into(),
+            vec![&t1, &t3],
+        ),
         // MLflow quirks kept: AND is optional.
         ("tags.env = 'prod' status = 'OK'".into(), vec![&t1, &t3]),
     ];
@@ -298,7 +341,10 @@ async fn ordering_pagination_and_errors() {
         b["order_by"] = json!(o);
         b
     };
-    assert_eq!(ids(&search(&c, body(&exp, None)).await), v(&[&t5, &t4, &t3, &t2, &t1]));
+    assert_eq!(
+        ids(&search(&c, body(&exp, None)).await),
+        v(&[&t5, &t4, &t3, &t2, &t1])
+    );
     // t4's root span lasted 5 ms; t5 has no execution time.
     assert_eq!(
         ids(&search(&c, order(vec!["execution_time_ms DESC"])).await),
@@ -357,7 +403,11 @@ async fn ordering_pagination_and_errors() {
 
     let err = |r: crate::harness::Resp| {
         assert_eq!(r.status, 400, "{}", r.text);
-        assert_eq!(r.body["error_code"], "INVALID_PARAMETER_VALUE", "{}", r.text);
+        assert_eq!(
+            r.body["error_code"], "INVALID_PARAMETER_VALUE",
+            "{}",
+            r.text
+        );
         r.body["message"].as_str().unwrap().to_string()
     };
     let m = err(search(&c, body(&exp, Some("tags.env = prod"))).await);
@@ -370,7 +420,10 @@ async fn ordering_pagination_and_errors() {
     let m = err(search(&c, body(&exp, Some("tags.env = 'x' AND (status = 'OK'"))).await);
     assert!(m.contains("at character 19"), "{m}");
     let m = err(search(&c, body(&exp, Some("trace.state = 'OK'"))).await);
-    assert!(m.starts_with("Invalid attribute key 'state' specified."), "{m}");
+    assert!(
+        m.starts_with("Invalid attribute key 'state' specified."),
+        "{m}"
+    );
     let m = err(search(&c, body(&exp, Some("foo.bar = 'x'"))).await);
     assert!(m.starts_with("Invalid entity type 'foo'."), "{m}");
     let m = err(search(&c, body(&exp, Some("status IN (OK)"))).await);
@@ -397,7 +450,10 @@ async fn full_text_words_phrases_prefixes_languages_and_deletion() {
     let c = s.client();
     let exp = create_experiment(&c, "fulltext").await;
     let [t1, t2, t3, t4, _] = seed(&c, &exp).await;
-    assert_eq!(wait_for_text(&c, &exp, "shipping", 1).await, vec![t4.clone()]);
+    assert_eq!(
+        wait_for_text(&c, &exp, "shipping", 1).await,
+        vec![t4.clone()]
+    );
     let text = |t: &str, filter: Option<&str>| {
         let mut b = body(&exp, filter);
         b["text"] = json!(t);
@@ -422,7 +478,11 @@ async fn full_text_words_phrases_prefixes_languages_and_deletion() {
     ];
     for (q, f, want) in cases {
         let got = sorted(ids(&search(&c, text(q, f)).await));
-        assert_eq!(got, sorted(want.into_iter().cloned().collect()), "text {q} filter {f:?}");
+        assert_eq!(
+            got,
+            sorted(want.into_iter().cloned().collect()),
+            "text {q} filter {f:?}"
+        );
     }
     // Deleting a trace removes it from full-text results at once.
     let r = c
@@ -448,7 +508,10 @@ async fn index_is_rebuilt_after_deletion_corruption_and_reindex() {
     let c = s.client();
     let exp = create_experiment(&c, "rebuild").await;
     let [_, _, t3, t4, _] = seed(&c, &exp).await;
-    assert_eq!(wait_for_text(&c, &exp, "shipping", 1).await, vec![t4.clone()]);
+    assert_eq!(
+        wait_for_text(&c, &exp, "shipping", 1).await,
+        vec![t4.clone()]
+    );
     // Deleted traces leave tombstones that the indexer applies.
     let r = c
         .post(
@@ -492,7 +555,11 @@ async fn index_is_rebuilt_after_deletion_corruption_and_reindex() {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("reindexed 6 spans"),
         "{}",

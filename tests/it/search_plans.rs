@@ -53,11 +53,23 @@ async fn common_filters_use_indexes_and_matches_agrees_with_search() {
     let e = &d.engine;
     for (filter, must_use) in [
         ("tags.`mlflow.trace.user` = 'user-0001'", None),
-        ("metadata.`mlflow.trace.user` = 'user-0001'", Some("trace_metadata_kv")),
-        ("metadata.`mlflow.trace.session` = 'session-00001'", Some("traces_session")),
+        (
+            "metadata.`mlflow.trace.user` = 'user-0001'",
+            Some("trace_metadata_kv"),
+        ),
+        (
+            "metadata.`mlflow.trace.session` = 'session-00001'",
+            Some("traces_session"),
+        ),
         ("tags.environment = 'production'", Some("traces_exp_time")),
-        ("tags.environment = 'staging' AND tags.region = 'eu-west-1'", None),
-        ("trace.timestamp_ms > 0 AND trace.timestamp_ms < 99999999999999", Some("traces_exp_time")),
+        (
+            "tags.environment = 'staging' AND tags.region = 'eu-west-1'",
+            None,
+        ),
+        (
+            "trace.timestamp_ms > 0 AND trace.timestamp_ms < 99999999999999",
+            Some("traces_exp_time"),
+        ),
         ("trace.status = 'ERROR'", Some("traces_exp_state")),
         ("name = 'chat_handler'", Some("traces_exp_name")),
         ("", Some("traces_exp_time")),
@@ -83,15 +95,24 @@ async fn common_filters_use_indexes_and_matches_agrees_with_search() {
         })
         .await
         .unwrap();
-    assert!(plan.iter().any(|l| l.contains("traces_exp_exec")), "{plan:#?}");
+    assert!(
+        plan.iter().any(|l| l.contains("traces_exp_exec")),
+        "{plan:#?}"
+    );
     // A selective equality drives the query from its (key, value) index; a
     // common one walks traces in time order.
     let (_, rare) = e
-        .explain(req(&d, "tags.deployment_id = 'dep-3' AND tags.region = 'ap-south-1'"))
+        .explain(req(
+            &d,
+            "tags.deployment_id = 'dep-3' AND tags.region = 'ap-south-1'",
+        ))
         .await
         .unwrap();
     assert!(rare[0].contains("trace_tags"), "{rare:#?}");
-    let (_, common) = e.explain(req(&d, "tags.environment = 'production'")).await.unwrap();
+    let (_, common) = e
+        .explain(req(&d, "tags.environment = 'production'"))
+        .await
+        .unwrap();
     assert!(common[0].contains("traces_exp_time"), "{common:#?}");
 
     // `matches` (judge sampling) means what `search` means.
@@ -147,7 +168,11 @@ async fn common_filters_use_indexes_and_matches_agrees_with_search() {
                 break;
             }
         }
-        assert!(!found.is_empty() && found.len() < 2_000, "{filter}: {}", found.len());
+        assert!(
+            !found.is_empty() && found.len() < 2_000,
+            "{filter}: {}",
+            found.len()
+        );
         for row in &sample {
             let m = e.matches(*row, filter).await.unwrap();
             assert_eq!(m, found.contains(row), "trace row {row}, filter {filter}");
