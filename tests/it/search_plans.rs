@@ -115,6 +115,30 @@ async fn common_filters_use_indexes_and_matches_agrees_with_search() {
         .unwrap();
     assert!(common[0].contains("traces_exp_time"), "{common:#?}");
 
+    // Snippets for a page of full-text results highlight what matched.
+    let page = e
+        .search(SearchRequest {
+            text: Some("\"refund policy\"".into()),
+            ..req(&d, "")
+        })
+        .await
+        .unwrap();
+    assert!(!page.rows.is_empty());
+    let snips = e
+        .snippets(page.rows.clone(), "\"refund policy\"".into())
+        .await
+        .unwrap();
+    for row in &page.rows {
+        let list = snips.get(row).expect("every hit has a snippet");
+        assert!(list.len() <= tracebox::query::SNIPPETS_PER_TRACE);
+        for s in list {
+            assert!(!s.highlights.is_empty(), "{s:?}");
+            for (a, b) in &s.highlights {
+                assert_eq!(s.fragment[*a..*b].to_lowercase(), "refund policy", "{s:?}");
+            }
+        }
+    }
+
     // `matches` (judge sampling) means what `search` means.
     let all: Vec<i64> = e.search(req(&d, "")).await.unwrap().rows;
     let all = {
