@@ -470,8 +470,9 @@ struct SearchTracesReq {
     order_by: Vec<String>,
     #[serde(default)]
     page_token: Option<String>,
-    /// tracebox extension: full-text query (words, "phrases", prefix*).
-    #[serde(default)]
+    /// tracebox extension: full-text query (words, "phrases", prefix*);
+    /// `q` is accepted as an alias.
+    #[serde(default, alias = "q")]
     text: Option<String>,
 }
 
