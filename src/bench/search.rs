@@ -630,7 +630,7 @@ pub fn generate(store: &Store, exp: i64, from: usize, n: usize, seed: u64) -> an
         let k = chunk.len();
         store.write_blocking(move |c| {
             for (info, spans) in chunk {
-                traces::upsert_trace_info(c, TraceUpsert { info })?;
+                traces::upsert_trace_info_row(c, TraceUpsert { info })?;
                 traces::ingest_spans(
                     c,
                     exp,

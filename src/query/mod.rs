@@ -353,8 +353,11 @@ fn run_search(
     experiments: Vec<i64>,
     p: &Parsed,
 ) -> Result<SearchPage, QueryError> {
+    let started = std::time::Instant::now();
     let (high_water, sql) = build_sql(c, index, experiments, p)?;
+    let planned = started.elapsed();
     let mut rows = plan::execute(c, &sql)?;
+    let executed = started.elapsed();
     // A token only when there is certainly more: the SDK keeps asking
     // while a token comes back, so a short page must not carry one.
     let next_page_token = if rows.len() > p.limit {
@@ -371,6 +374,15 @@ fn run_search(
     };
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let traces = crate::store::traces::load_trace_infos(c, &ids)?;
+    // Where a search spends its time: planning includes full-text lookups
+    // and selectivity probes.
+    tracing::debug!(
+        plan_ms = planned.as_secs_f64() * 1e3,
+        sql_ms = (executed - planned).as_secs_f64() * 1e3,
+        load_ms = (started.elapsed() - executed).as_secs_f64() * 1e3,
+        rows = ids.len(),
+        "search"
+    );
     Ok(SearchPage {
         traces,
         rows: ids,

@@ -416,6 +416,13 @@ pub fn token_usage_from_metadata(md: &BTreeMap<String, String>) -> Option<TokenU
 /// Creates or completes a trace from client-sent info (StartTraceV3); spans
 /// that arrived first keep their row, which this fills in.
 pub fn upsert_trace_info(conn: &Connection, up: TraceUpsert) -> Result<TraceInfo> {
+    let id = upsert_trace_info_row(conn, up)?;
+    load_trace_info(conn, id)
+}
+
+/// [`upsert_trace_info`] without reading the result back; returns the
+/// trace's internal row id (bulk loads, and callers that read once anyway).
+pub fn upsert_trace_info_row(conn: &Connection, up: TraceUpsert) -> Result<i64> {
     let info = up.info;
     experiment_exists(conn, info.experiment_id)?;
     let now = now_ms();
@@ -497,7 +504,7 @@ pub fn upsert_trace_info(conn: &Connection, up: TraceUpsert) -> Result<TraceInfo
     // from uploading the artifact copy.
     set_tag_row(conn, id, tag_keys::SPANS_LOCATION, tag_keys::TRACKING_STORE)?;
     refresh_session_user(conn, id)?;
-    load_trace_info(conn, id)
+    Ok(id)
 }
 
 /// Re-derives the denormalised session and user columns from tags/metadata.
@@ -691,8 +698,7 @@ impl Store {
     ) -> Result<TraceInfo> {
         let hooks = self.hooks();
         self.write(move |c| {
-            let info = upsert_trace_info(c, up)?;
-            let id = trace_rowid(c, &info.trace_id)?;
+            let id = upsert_trace_info_row(c, up)?;
             for a in assessments {
                 super::assessments::insert(c, id, a)?;
             }
