@@ -30,6 +30,10 @@ const LIST_MAX: usize = 4096;
 /// Bounds of the drive-or-walk threshold.
 const DRIVE_MIN: i64 = 1_000;
 const DRIVE_MAX: i64 = 50_000;
+/// How much cheaper a walked row is when the test is a bitmap lookup (a
+/// step along an index) than a driven row (a random row lookup plus sort):
+/// measured at roughly 30x at a million traces.
+const BITMAP_WALK_ADVANTAGE: f64 = 30.0;
 
 /// Which experiments a statement covers.
 #[derive(Debug, Clone)]
@@ -572,12 +576,16 @@ pub(super) fn build(
 
     let mut driver: Option<Driver> = None;
     if scope_trace.is_none() {
-        let threshold = ((env.fetch as f64 * env.high_water.max(1) as f64).sqrt() as i64)
-            .clamp(DRIVE_MIN, DRIVE_MAX);
+        // Walking costs about fetch * total / matches row checks, driving
+        // costs `matches` random lookups: drive below the break-even.
+        let walk_rows = env.fetch as f64 * env.high_water.max(1) as f64;
+        let threshold = (walk_rows.sqrt() as i64).clamp(DRIVE_MIN, DRIVE_MAX);
+        let hit_threshold =
+            ((walk_rows / BITMAP_WALK_ADVANTAGE).sqrt() as i64).clamp(DRIVE_MIN / 4, DRIVE_MAX);
         let mut best: Option<(i64, usize, bool)> = None; // (count, index, is_hitset)
         for (i, h) in hit_sets.iter().enumerate() {
             let n = h.len() as i64;
-            if n < threshold && best.is_none_or(|(c, _, _)| n < c) {
+            if n < hit_threshold && best.is_none_or(|(c, _, _)| n < c) {
                 best = Some((n, i, true));
             }
         }
@@ -784,9 +792,187 @@ pub fn explain(conn: &Connection, sql: &Sql) -> Result<Vec<String>, QueryError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::{parse_filter, parse_order_by, resolve};
+    use crate::store::Store;
 
     #[test]
     fn like_becomes_case_sensitive_glob() {
         assert_eq!(like_to_glob("a%b_c*?[x]"), "a*b?c[*][?][[]x]");
+    }
+
+    /// The SQL a filter and order translate to (on an empty database, so
+    /// no selectivity probe picks a driver).
+    fn sql(filter: &str, order: &[&str]) -> Sql {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Default::default()).unwrap();
+        let cond = parse_filter(filter).unwrap().map(|e| resolve(&e).unwrap());
+        let order =
+            parse_order_by(&order.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        store
+            .read_blocking(|c| {
+                let env = Env {
+                    conn: c,
+                    index: None,
+                    scope: Scope::Experiments(vec![3]),
+                    high_water: 1_000_000,
+                    fetch: 101,
+                };
+                Ok(build(&env, cond.as_ref(), None, &order, None).unwrap())
+            })
+            .unwrap()
+    }
+
+    fn squash(s: &str) -> String {
+        s.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn filters_translate_to_mlflow_semantics() {
+        let s = sql("tags.env != 'prod'", &[]);
+        assert!(
+            squash(&s.text).contains(
+                "EXISTS (SELECT 1 FROM trace_tags kv WHERE kv.trace = t.id AND kv.key = ?3 AND kv.value != ?4)"
+            ),
+            "{}",
+            s.text
+        );
+        let s = sql("tags.env IS NULL", &[]);
+        assert!(
+            squash(&s.text).contains("NOT EXISTS (SELECT 1 FROM trace_tags kv"),
+            "{}",
+            s.text
+        );
+        let s = sql("tags.env LIKE 'pr%'", &[]);
+        assert!(s.text.contains("kv.value GLOB ?4"), "{}", s.text);
+        assert_eq!(s.params[3], SqlValue::Text("pr*".into()));
+        let s = sql("tags.env ILIKE 'PR%'", &[]);
+        assert!(
+            s.text.contains("lower(kv.value) LIKE lower(?4)"),
+            "{}",
+            s.text
+        );
+        let s = sql("status IN ('OK', 'ERROR')", &[]);
+        assert!(
+            s.text
+                .contains("t.state IN (SELECT value FROM json_each(?3))"),
+            "{}",
+            s.text
+        );
+        assert_eq!(s.params[2], SqlValue::Text("[\"OK\",\"ERROR\"]".into()));
+        let s = sql("status NOT IN ('OK')", &[]);
+        assert!(s.text.contains("NOT (t.state IN"), "{}", s.text);
+        let s = sql("trace.end_time_ms > 5", &[]);
+        assert!(
+            s.text
+                .contains("(t.request_time + coalesce(t.execution_time, 0)) > ?3"),
+            "{}",
+            s.text
+        );
+        // An equality that matches few traces (none, here) drives the query.
+        let s = sql("metadata.m = 'v'", &[]);
+        assert!(
+            s.text.contains(
+                "FROM (SELECT trace AS id FROM trace_metadata WHERE key = ?3 AND value = ?4 \
+                 AND length(value) <= 256) d CROSS JOIN traces t WHERE t.id = d.id"
+            ),
+            "{}",
+            s.text
+        );
+        let s = sql("metadata.m = 'v' OR metadata.m = 'w'", &[]);
+        assert!(s.text.contains("AND length(kv.value) <= 256"), "{}", s.text);
+        let s = sql("tags.`mlflow.trace.user` = 'u1'", &[]);
+        assert!(s.text.contains("t.user_id = ?5 AND EXISTS"), "{}", s.text);
+        // Span tests ANDed at one level share one EXISTS (the same span) ...
+        let s = sql(
+            "span.type = 'LLM' AND span.name = 'chat' AND tags.a = 'b'",
+            &[],
+        );
+        assert_eq!(s.text.matches("FROM spans s").count(), 1, "{}", s.text);
+        assert!(
+            s.text.contains("s.span_type = ?3 AND s.name = ?4"),
+            "{}",
+            s.text
+        );
+        // ... while OR branches are separate spans.
+        let s = sql("span.type = 'LLM' OR span.name = 'chat'", &[]);
+        assert_eq!(s.text.matches("FROM spans s").count(), 2, "{}", s.text);
+        let s = sql("span.status = 'ERROR'", &[]);
+        assert!(s.text.contains("WHEN 2 THEN 'ERROR'"), "{}", s.text);
+        let s = sql("span.attributes.model = 'gpt'", &[]);
+        assert!(s.text.contains("json_type(s.attributes, ?3)"), "{}", s.text);
+        assert_eq!(s.params[2], SqlValue::Text("$.\"model\"".into()));
+        // Assessments: valid only, value or its JSON string, session siblings.
+        let s = sql("feedback.ok = 'yes'", &[]);
+        let t = squash(&s.text);
+        assert!(
+            t.contains(
+                "a.kind = ?3 AND a.name = ?4 AND a.valid = 1 AND (a.value = ?5 OR a.value = ?6)"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("t.session_id IN (SELECT t2.session_id FROM assessments a JOIN traces t2"),
+            "{t}"
+        );
+        assert!(t.contains("t2.experiment_id = 3"), "{t}");
+        assert_eq!(s.params[5], SqlValue::Text("\"yes\"".into()));
+        let s = sql("feedback.score >= 0.5", &[]);
+        assert!(
+            s.text
+                .contains("IN ('integer', 'real') AND CAST(a.value AS REAL) >= ?5"),
+            "{}",
+            s.text
+        );
+        let s = sql("feedback.ok IS NULL", &[]);
+        assert!(
+            squash(&s.text).contains("NOT (EXISTS (SELECT 1 FROM assessments a"),
+            "{}",
+            s.text
+        );
+        let s = sql("prompt = 'qa/2'", &[]);
+        assert!(s.text.contains("'mlflow.linkedPrompts'"), "{}", s.text);
+        let s = sql("tags.a = 'x' OR (status = 'OK' AND name = 'n')", &[]);
+        assert!(
+            s.text.contains("(EXISTS (SELECT 1 FROM trace_tags kv WHERE kv.trace = t.id AND kv.key = ?3 AND kv.value = ?4) OR (t.state = ?5 AND t.name = ?6))"),
+            "{}",
+            s.text
+        );
+    }
+
+    #[test]
+    fn orders_put_nulls_last_and_keep_tie_breakers() {
+        let s = sql("", &[]);
+        assert!(
+            s.text
+                .ends_with("ORDER BY t.request_time DESC, t.trace_id ASC LIMIT 101"),
+            "{}",
+            s.text
+        );
+        // DESC: SQLite already sorts NULLs last, so the index can be walked.
+        let s = sql("", &["execution_time_ms DESC"]);
+        assert!(
+            s.text.ends_with(
+                "ORDER BY t.execution_time DESC, t.request_time DESC, t.trace_id ASC LIMIT 101"
+            ),
+            "{}",
+            s.text
+        );
+        let s = sql("", &["execution_time ASC"]);
+        assert!(
+            s.text
+                .contains("ORDER BY (t.execution_time IS NULL), t.execution_time ASC"),
+            "{}",
+            s.text
+        );
+        let s = sql("", &["tags.env DESC", "timestamp_ms ASC"]);
+        assert!(
+            s.text.contains(
+                "ORDER BY (SELECT value FROM trace_tags WHERE trace = t.id AND key = ?3) DESC, \
+                 t.request_time ASC, t.trace_id ASC"
+            ),
+            "{}",
+            s.text
+        );
+        assert_eq!(s.n_keys, 3);
     }
 }
