@@ -12,7 +12,7 @@ help:
 	@echo "make run            build (release) and serve on ./tracebox-data at http://127.0.0.1:5000"
 	@echo "make test           install test dependencies and run every test"
 	@echo "make lint           rustfmt and clippy, as CI runs them"
-	@echo "make bench          1M-trace search benchmark (tracebox bench)"
+	@echo "make bench          1M-trace search benchmark (tracebox bench search)"
 	@echo "make bench-compare  side-by-side benchmark against a real MLflow server"
 	@echo "make bench-ingest   OTLP ingestion throughput (tracebox bench ingest)"
 
@@ -57,6 +57,13 @@ test-e2e-mlflow: $(VENV_MLFLOW)/.installed
 bench-ingest:
 	$(CARGO) build --release
 	target/release/tracebox bench ingest $(ARGS)
+
+# Search benchmark: generates BENCH_TRACES traces once into BENCH_DIR (reused
+# by later runs), then times filters, ordering, paging and full-text search.
+BENCH_TRACES ?= 1000000
+BENCH_DIR ?= ./tracebox-bench
+bench:
+	$(CARGO) run --release -- bench search --traces $(BENCH_TRACES) --data $(BENCH_DIR)
 
 lint:
 	$(CARGO) fmt --check

@@ -112,6 +112,9 @@ pub fn dir_size(dir: &std::path::Path) -> u64 {
 /// A started application: store open, workers running, not yet serving.
 pub struct App {
     pub state: AppState,
+    /// Keeps the full-text indexer thread running; it stops when dropped,
+    /// before the data directory lock below is let go.
+    _indexer: crate::index::Indexer,
     /// The data directory is ours while this lives (see `ops::lock`).
     _lock: DataLock,
     /// The judge runner, stopped after the HTTP server on shutdown.
@@ -165,7 +168,13 @@ impl App {
         let judges = Judges::from_config(&config);
         // Judge evaluations are queued in the ingestion transaction itself.
         judges.install_hook(&store, metrics.clone());
-        let query = QueryEngine::new(store.clone());
+        // The full-text index is derived from SQLite: a missing or unreadable
+        // one is recreated empty here and filled by the indexer thread in
+        // the background (with a progress bar), so start-up stays fast.
+        let (index, _opened) = crate::index::SearchIndex::open(&dir.join(crate::index::DIR))?;
+        index.open_writer()?;
+        let indexer = crate::index::Indexer::start(index.clone(), store.clone())?;
+        let query = QueryEngine::with_index(store.clone(), index);
         let judge_runner = tokio::runtime::Handle::try_current()
             .ok()
             .map(|_| judges.spawn_runner(store.clone(), query.clone(), metrics.clone()));
@@ -185,6 +194,7 @@ impl App {
         };
         Ok(App {
             state,
+            _indexer: indexer,
             _lock: lock,
             judge_runner,
         })

@@ -57,9 +57,17 @@ pub enum Command {
     Import(crate::ops::export::ImportArgs),
     /// Manage LLM judges: list, add, start, stop, rm, backfill.
     Judges(crate::judge::cli::JudgesArgs),
+    /// Rebuild the full-text index from the database (refused while a
+    /// server holds this data directory).
+    Reindex(DataArgs),
     /// Measure performance (build with --release first).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
     #[command(subcommand)]
-    Bench(BenchCommand),
+    pub command: BenchCommand,
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,6 +75,8 @@ pub enum BenchCommand {
     /// Sustained OTLP/HTTP protobuf ingestion: concurrent senders posting
     /// batches of realistic 4-span GenAI traces; reports spans/s, CPU, RSS.
     Ingest(BenchIngestArgs),
+    /// Trace search: filters, ordering, paging and full-text at scale.
+    Search(SearchBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +104,23 @@ pub struct BenchIngestArgs {
     /// Print the result as one JSON object too.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchBenchArgs {
+    /// Traces to generate (an existing benchmark data directory with at
+    /// least this many is reused).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub traces: usize,
+    /// Data directory for the generated database and index.
+    #[arg(long, default_value = "./tracebox-bench")]
+    pub data: PathBuf,
+    /// Timed runs per query (after warm-up).
+    #[arg(long, default_value_t = 40)]
+    pub runs: usize,
+    /// Seed of the data generator.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }
 
 /// Options shared by every command that opens a data directory.

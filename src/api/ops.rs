@@ -1,6 +1,7 @@
 //! tracebox's own operational endpoint, `GET /api/tracebox/v1/status`: the
 //! store's size and counts, disk space, retention settings and last run,
-//! forwarding progress, limits and load. The UI's settings page reads it;
+//! how far the full-text index is behind, forwarding progress, limits and
+//! load. The UI's settings page reads it;
 //! so can monitoring that prefers JSON to `/metrics`.
 
 use axum::Json;
@@ -55,6 +56,20 @@ async fn status(State(app): State<AppState>) -> ApiResult<Json<Value>> {
         // be a minute old while it backs off from a down upstream).
         f.backlog = (app.store.max_span_id().await? - f.cursor).max(0);
     }
+    let index = match app.query.index() {
+        Some(ix) => {
+            let watermark = ix.watermark();
+            let (pending_spans, pending_deletes) = app.store.index_backlog(watermark).await?;
+            Some(json!({
+                "documents": ix.num_docs(),
+                "indexed_through_span": watermark,
+                "pending_spans": pending_spans,
+                "pending_deletes": pending_deletes,
+                "caught_up": pending_spans == 0 && pending_deletes == 0,
+            }))
+        }
+        None => None,
+    };
     let limits = &app.config.limits;
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -78,6 +93,7 @@ async fn status(State(app): State<AppState>) -> ApiResult<Json<Value>> {
             "interval_secs": settings.interval.as_secs(),
             "last_run": last.as_ref().map(run_json),
         },
+        "index": index,
         "forwarding": forward.map(|f| json!({
             "url": f.url,
             "cursor": f.cursor,

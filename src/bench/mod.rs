@@ -6,12 +6,14 @@
 //! Benchmarks measure; tests never assert timings.
 
 pub mod ingest;
+pub mod search;
 
-use crate::cli::BenchCommand;
+use crate::cli::{BenchArgs, BenchCommand};
 
-pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
-    match cmd {
-        BenchCommand::Ingest(args) => ingest::run(args),
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.command {
+        BenchCommand::Ingest(a) => ingest::run(a),
+        BenchCommand::Search(a) => search::run(a),
     }
 }
 
@@ -100,4 +102,28 @@ pub fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
         *out.entry(name.trim().to_string()).or_insert(0.0) += secs;
     }
     out
+}
+
+/// Resident and peak memory of this process in MB, from /proc (Linux).
+pub fn rss_mb() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The p-th percentile (0..=100) of sorted samples.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p / 100.0 * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
 }

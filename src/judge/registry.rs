@@ -143,7 +143,7 @@ pub fn upsert_online_config(
     }
     let filter = filter_string.filter(|f| !f.trim().is_empty());
     if let Some(f) = filter {
-        crate::query::parse_filter(f).map_err(|e| invalid(e.to_string()))?;
+        crate::query::check_filter(f).map_err(|e| invalid(e.to_string()))?;
     }
     let latest = scorers::get(conn, experiment_id, name, None)?;
     if sample_rate > 0.0

@@ -25,7 +25,7 @@ use crate::store::maintenance::{backup_database, integrity_check};
 pub const DB_FILE: &str = "tracebox.db";
 /// Directories holding data derived from the database; restore deletes
 /// them so the server rebuilds them from the restored database.
-pub const DERIVED_DIRS: &[&str] = &["index"];
+pub const DERIVED_DIRS: &[&str] = &[crate::index::DIR];
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {

@@ -25,7 +25,7 @@ use clap::{Args, ValueEnum};
 use crate::api::mlflow::trace_file;
 use crate::cli::DataArgs;
 use crate::domain::SpanBatch;
-use crate::query::{QueryEngine, SearchRequest};
+use crate::query::{QueryEngine, QueryError, SearchRequest};
 use crate::store::experiments::ViewType;
 use crate::store::{Store, StoreOptions, TraceUpsert};
 
@@ -120,7 +120,15 @@ async fn export_to(store: &Store, args: &ExportArgs, mut out: impl Write) -> any
                 text: None,
             })
             .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|e| match e {
+                // The full-text index belongs to the server (which may be
+                // running): export reads SQLite only.
+                QueryError::Index(_) => anyhow::anyhow!(
+                    "--filter: full-text conditions (trace.text, span.content) need the \
+                     server's index and are not available to export; use the other filter forms"
+                ),
+                other => anyhow::anyhow!("{other}"),
+            })?;
         match args.format {
             Format::Csv => {
                 let mut w = csv::WriterBuilder::new()

@@ -1,9 +1,11 @@
 //! Activity series for the dashboard: hourly rollups when the view is
 //! unfiltered (fast at any size), direct aggregation over the traces a
-//! filter selects otherwise — the same filter string the trace list takes,
-//! planned by the same code, so the numbers describe the same traces.
+//! filter or full-text query selects otherwise — the same filter string
+//! and `text` the trace list takes, planned by the same code
+//! (`plan::build_where`), so the numbers describe the same traces.
 
-use super::{QueryEngine, QueryError, parse_filter, plan};
+use super::{QueryEngine, QueryError, parse_filter, plan, resolve};
+use crate::index::TextQuery;
 use crate::store::stats::{HOUR_MS, Series};
 
 /// One series request.
@@ -11,17 +13,15 @@ use crate::store::stats::{HOUR_MS, Series};
 pub struct StatsRequest {
     pub experiment_id: i64,
     pub filter: Option<String>,
+    /// Full-text query, as `SearchRequest::text`.
     pub text: Option<String>,
     pub from_ms: i64,
     pub to_ms: i64,
     pub bucket_ms: i64,
 }
 
-impl StatsRequest {
-    fn filtered(&self) -> bool {
-        let set = |s: &Option<String>| s.as_deref().is_some_and(|f| !f.trim().is_empty());
-        set(&self.filter) || set(&self.text)
-    }
+fn non_blank(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|f| !f.is_empty())
 }
 
 impl QueryEngine {
@@ -32,21 +32,52 @@ impl QueryEngine {
                 "the time range is empty or the bucket size is not positive".into(),
             ));
         }
-        if !req.filtered() && req.bucket_ms % HOUR_MS == 0 {
+        let filter = match non_blank(&req.filter) {
+            Some(f) => parse_filter(f)?.map(|e| resolve(&e)).transpose()?,
+            None => None,
+        };
+        let text = match non_blank(&req.text) {
+            Some(t) => Some(TextQuery::parse_user(t).map_err(QueryError::Invalid)?),
+            None => None,
+        };
+        if filter.is_none() && text.is_none() && req.bucket_ms % HOUR_MS == 0 {
             return Ok(self
                 .store
                 .rollup_series(req.experiment_id, req.from_ms, req.to_ms, req.bucket_ms)
                 .await?);
         }
-        let expr = match req.filter.as_deref().map(str::trim) {
-            Some(f) if !f.is_empty() => Some(parse_filter(f)?),
-            _ => None,
-        };
-        let (cond, params) =
-            plan::build_where(&[req.experiment_id], expr.as_ref(), req.text.as_deref())?;
-        Ok(self
-            .store
-            .filtered_series(cond, params, req.from_ms, req.to_ms, req.bucket_ms)
-            .await?)
+        let needs_index = text.is_some() || filter.as_ref().is_some_and(super::uses_index);
+        if needs_index && self.index.is_none() {
+            return Err(QueryError::Index(
+                "full-text search is not available in this process".into(),
+            ));
+        }
+        let index = self.index.clone();
+        self.store
+            .read(move |c| {
+                let env = plan::Env {
+                    conn: c,
+                    index: index.as_ref(),
+                    scope: plan::Scope::Experiments(vec![req.experiment_id]),
+                    high_water: i64::MAX,
+                    fetch: 0,
+                };
+                Ok(
+                    plan::build_where(&env, filter.as_ref(), text.as_ref()).and_then(
+                        |(cond, params)| {
+                            crate::store::stats::filtered_series(
+                                c,
+                                &cond,
+                                &params,
+                                req.from_ms,
+                                req.to_ms,
+                                req.bucket_ms,
+                            )
+                            .map_err(QueryError::from)
+                        },
+                    ),
+                )
+            })
+            .await?
     }
 }

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_ui_stats.sql"),
     include_str!("../../migrations/0005_judges.sql"),
     include_str!("../../migrations/0006_span_value_attrs.sql"),
+    include_str!("../../migrations/0007_search.sql"),
 ];
 
 /// The schema version this build writes.

@@ -12,6 +12,8 @@
 
 pub mod assessments;
 pub mod experiments;
+mod functions;
+pub mod index_feed;
 pub mod judge_queue;
 pub mod maintenance;
 mod migrate;
@@ -255,6 +257,12 @@ impl Store {
         self.inner.writer.commits()
     }
 
+    /// Folds the WAL back into the database file and truncates it (bulk
+    /// loads, benchmarks); see [`maintenance::checkpoint_truncate`].
+    pub fn checkpoint(&self) -> Result<bool> {
+        maintenance::checkpoint_truncate(&self.inner.path)
+    }
+
     /// Number of jobs waiting for the writer (a gauge for /metrics).
     pub fn write_queue_depth(&self) -> usize {
         self.inner.writer.queue_depth()
@@ -285,5 +293,6 @@ pub(crate) fn open_connection(path: &Path, opts: &StoreOptions) -> Result<Connec
             "NORMAL"
         }
     ))?;
+    functions::register(&conn)?;
     Ok(conn)
 }

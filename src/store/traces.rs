@@ -672,6 +672,13 @@ pub fn token_usage_from_metadata(md: &BTreeMap<String, String>) -> Option<TokenU
 /// Creates or completes a trace from client-sent info (StartTraceV3); spans
 /// that arrived first keep their row, which this fills in.
 pub fn upsert_trace_info(conn: &Connection, up: TraceUpsert) -> Result<TraceInfo> {
+    let id = upsert_trace_info_row(conn, up)?;
+    load_trace_info(conn, id)
+}
+
+/// [`upsert_trace_info`] without reading the result back; returns the
+/// trace's internal row id (bulk loads, and callers that read once anyway).
+pub fn upsert_trace_info_row(conn: &Connection, up: TraceUpsert) -> Result<i64> {
     let info = up.info;
     experiment_exists(conn, info.experiment_id)?;
     let now = now_ms();
@@ -753,7 +760,7 @@ pub fn upsert_trace_info(conn: &Connection, up: TraceUpsert) -> Result<TraceInfo
     // from uploading the artifact copy.
     set_tag_row(conn, id, tag_keys::SPANS_LOCATION, tag_keys::TRACKING_STORE)?;
     refresh_session_user(conn, id)?;
-    load_trace_info(conn, id)
+    Ok(id)
 }
 
 /// Re-derives the denormalised session and user columns from tags/metadata.
@@ -906,11 +913,17 @@ pub fn delete_traces(
 
 /// Deletes trace rows by internal id; spans, tags, metadata and assessments
 /// go with them (ON DELETE CASCADE), and they leave the session and user
-/// aggregates.
+/// aggregates. Each deletion leaves a tombstone in the same transaction, so
+/// the full-text index drops the trace's documents even if tracebox crashes
+/// before the indexer sees it.
 pub fn delete_trace_rows(conn: &Connection, ids: &[i64]) -> Result<()> {
     let mut stmt = conn.prepare_cached("DELETE FROM traces WHERE id = ?1")?;
+    let mut tomb =
+        conn.prepare_cached("INSERT OR IGNORE INTO index_tombstones (trace) VALUES (?1)")?;
     for id in ids {
-        stmt.execute([id])?;
+        if stmt.execute([id])? > 0 {
+            tomb.execute([id])?;
+        }
     }
     super::sessions::sync(conn, ids)
 }
@@ -954,8 +967,7 @@ impl Store {
     ) -> Result<TraceInfo> {
         let hooks = self.hooks();
         self.write(move |c| {
-            let info = upsert_trace_info(c, up)?;
-            let id = trace_rowid(c, &info.trace_id)?;
+            let id = upsert_trace_info_row(c, up)?;
             for a in assessments {
                 super::assessments::insert(c, id, a)?;
             }

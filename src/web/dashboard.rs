@@ -16,7 +16,7 @@ use super::session::Ctx;
 use super::traces::{EXAMPLES, FilterError, ListQuery};
 use crate::app::AppState;
 use crate::domain::now_ms;
-use crate::query::parse_filter;
+use crate::query::check_filter;
 use crate::query::stats::StatsRequest;
 use crate::store::stats::{Agg, HOUR_MS, Series};
 
@@ -327,9 +327,7 @@ pub async fn page(
     let bucket = bucket_for(to - from);
     let filter = query.filter.trim().to_string();
     let mut filter_error = None;
-    if !filter.is_empty()
-        && let Err(e) = parse_filter(&filter)
-    {
+    if let Err(e) = check_filter(&filter) {
         filter_error = Some(FilterError::from_query(&filter, e)?);
     }
     let series = if filter_error.is_none() {
@@ -343,7 +341,10 @@ pub async fn page(
         };
         match app.query.series(req).await {
             Ok(s) => Some(s),
-            Err(e @ crate::query::QueryError::Invalid(_)) => {
+            Err(
+                e
+                @ (crate::query::QueryError::Filter { .. } | crate::query::QueryError::Invalid(_)),
+            ) => {
                 filter_error = Some(FilterError::from_query(&filter, e)?);
                 None
             }

@@ -191,49 +191,33 @@ pub struct Part {
     pub hit: bool,
 }
 
-fn same_char(a: char, b: char) -> bool {
-    a == b || a.to_lowercase().eq(b.to_lowercase())
-}
-
-/// About `n` characters of `text` around the first case-insensitive match
-/// of `needle`, with every match in the window marked. Without a match (or
-/// a needle) it is the start of the text.
-pub fn snippet(text: &str, needle: &str, n: usize) -> Vec<Part> {
-    let chars: Vec<char> = text.chars().collect();
-    let pat: Vec<char> = needle.trim().chars().collect();
-    let matches_at = |i: usize| {
-        !pat.is_empty()
-            && i + pat.len() <= chars.len()
-            && pat.iter().zip(&chars[i..]).all(|(p, c)| same_char(*p, *c))
-    };
-    let first = (0..chars.len()).find(|&i| matches_at(i));
-    let start = first.map(|i| i.saturating_sub(n / 3)).unwrap_or(0);
-    let end = (start + n).min(chars.len());
-    let mut parts: Vec<Part> = Vec::new();
-    let mut push = |text: String, hit: bool| {
-        if text.is_empty() {
-            return;
+/// `text` cut into parts, the byte ranges `marks` (sorted, not
+/// overlapping, on character boundaries, as the full-text highlighter
+/// returns them) marked as hits.
+pub fn marked(text: &str, marks: &[(usize, usize)]) -> Vec<Part> {
+    let mut parts = Vec::new();
+    let mut at = 0;
+    for &(a, b) in marks {
+        let (Some(before), Some(hit)) = (text.get(at..a), text.get(a..b)) else {
+            continue;
+        };
+        if !before.is_empty() {
+            parts.push(Part {
+                text: before.to_string(),
+                hit: false,
+            });
         }
-        match parts.last_mut() {
-            Some(last) if last.hit == hit && !hit => last.text.push_str(&text),
-            _ => parts.push(Part { text, hit }),
-        }
-    };
-    if start > 0 {
-        push("…".into(), false);
+        parts.push(Part {
+            text: hit.to_string(),
+            hit: true,
+        });
+        at = b;
     }
-    let mut i = start;
-    while i < end {
-        if matches_at(i) && i + pat.len() <= end {
-            push(chars[i..i + pat.len()].iter().collect(), true);
-            i += pat.len();
-        } else {
-            push(chars[i].to_string(), false);
-            i += 1;
-        }
-    }
-    if end < chars.len() {
-        push("…".into(), false);
+    if let Some(rest) = text.get(at..).filter(|r| !r.is_empty()) {
+        parts.push(Part {
+            text: rest.to_string(),
+            hit: false,
+        });
     }
     parts
 }
@@ -263,22 +247,28 @@ mod tests {
     }
 
     #[test]
-    fn snippets_center_on_the_match() {
-        let text = format!("{} the Refund policy {}", "a".repeat(200), "b".repeat(200));
-        let parts = snippet(&text, "refund", 60);
-        assert_eq!(parts[0].text.chars().next(), Some('…'));
-        assert!(parts.iter().any(|p| p.hit && p.text == "Refund"));
-        assert!(parts.last().unwrap().text.ends_with('…'));
-        let plain = snippet("short text", "", 60);
+    fn marked_parts_follow_the_ranges() {
+        let text = "the Refund policy: refunds";
+        let parts = marked(text, &[(4, 10), (19, 26)]);
+        let hits: Vec<&str> = parts
+            .iter()
+            .filter(|p| p.hit)
+            .map(|p| p.text.as_str())
+            .collect();
+        assert_eq!(hits, vec!["Refund", "refunds"]);
         assert_eq!(
-            plain,
+            parts.iter().map(|p| p.text.as_str()).collect::<String>(),
+            text
+        );
+        assert_eq!(
+            marked("short", &[]),
             vec![Part {
-                text: "short text".into(),
+                text: "short".into(),
                 hit: false
             }]
         );
-        let two = snippet("ab AB ab", "ab", 60);
-        assert_eq!(two.iter().filter(|p| p.hit).count(), 3);
+        // Ranges that do not fit the text are skipped, not a panic.
+        assert_eq!(marked("ab", &[(1, 9)]).len(), 1);
     }
 
     #[test]

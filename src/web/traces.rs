@@ -1,6 +1,8 @@
 //! The trace list of one experiment: filter (MLflow's grammar, with parse
-//! errors pointed at), free text, time range, sort and keyset pagination,
-//! all carried in the URL so a view can be shared as a link.
+//! errors pointed at), full-text search (`q`, the API's `text`), time range,
+//! sort and keyset pagination, all carried in the URL so a view can be
+//! shared as a link. Full-text matches are highlighted in the previews and
+//! shown as snippets from the spans that matched (`QueryEngine::snippets`).
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -16,7 +18,7 @@ use super::range::{self, RangeOption};
 use super::session::Ctx;
 use crate::app::AppState;
 use crate::domain::{Assessment, AssessmentKind, TraceInfo, TraceState, metadata_keys, now_ms};
-use crate::query::{QueryError, SearchRequest, parse_filter};
+use crate::query::{QueryError, SearchRequest, Snippet, check_filter, text_fragment};
 
 /// Rows per page: what fits a laptop screen twice over.
 pub const PAGE_SIZE: usize = 50;
@@ -108,11 +110,10 @@ pub struct FilterError {
 impl FilterError {
     pub fn from_query(filter: &str, e: QueryError) -> Result<FilterError, WebError> {
         match e {
-            QueryError::Parse {
+            QueryError::Filter {
                 message,
                 position,
                 token,
-                ..
             } => {
                 let chars: Vec<char> = filter.chars().collect();
                 let pos = position.min(chars.len());
@@ -252,6 +253,15 @@ pub fn facet(info: &TraceInfo, key: &str, value: &str) -> FacetLink {
     }
 }
 
+/// Where a full-text query matched inside a trace: one span field.
+pub struct Hit {
+    /// Which field (`name`, `inputs`, `outputs`, `exception`).
+    pub field: String,
+    /// The trace page with that span selected.
+    pub href: String,
+    pub parts: Vec<format::Part>,
+}
+
 pub struct Row {
     pub href: String,
     pub trace_id: String,
@@ -268,12 +278,34 @@ pub struct Row {
     pub response: Vec<format::Part>,
     pub chips: Vec<Chip>,
     pub more_chips: usize,
+    /// Full-text matches in the trace's spans (empty without `q`).
+    pub hits: Vec<Hit>,
 }
 
 /// Characters of request/response shown per row.
 const PREVIEW_CHARS: usize = 160;
 
-fn row(info: &TraceInfo, needle: &str) -> Row {
+/// A preview as one line, around the first match of the full-text query
+/// `q` (highlighted by the index's analyzer, so it marks what matched), or
+/// its start.
+fn preview_parts(raw: &str, is_request: bool, q: &str) -> Vec<format::Part> {
+    let text = format::preview_text(raw, is_request);
+    match (!q.is_empty()).then(|| text_fragment(&text, q)).flatten() {
+        Some((fragment, marks)) => format::marked(&fragment, &marks),
+        None => format::marked(&format::truncate(&text, PREVIEW_CHARS), &[]),
+    }
+}
+
+fn row(info: &TraceInfo, q: &str, snippets: Vec<Snippet>) -> Row {
+    let href = format!("/traces/{}", urlencode(&info.trace_id));
+    let hits = snippets
+        .into_iter()
+        .map(|s| Hit {
+            href: format!("{href}?span={}", s.span_id),
+            parts: format::marked(&s.fragment, &s.highlights),
+            field: s.field,
+        })
+        .collect();
     let (status_class, status_label) = status(info.state);
     let valid: Vec<&Assessment> = info.assessments.iter().filter(|a| a.valid).collect();
     let chips: Vec<Chip> = valid.iter().take(3).map(|a| chip(a)).collect();
@@ -282,7 +314,7 @@ fn row(info: &TraceInfo, needle: &str) -> Row {
         .session_id()
         .map(|s| facet(info, metadata_keys::SESSION, s));
     Row {
-        href: format!("/traces/{}", urlencode(&info.trace_id)),
+        href,
         trace_id: info.trace_id.clone(),
         time_iso: format::iso(info.request_time_ms),
         time_label: format::datetime(info.request_time_ms),
@@ -303,15 +335,16 @@ fn row(info: &TraceInfo, needle: &str) -> Row {
         request: info
             .request_preview
             .as_deref()
-            .map(|p| format::snippet(&format::preview_text(p, true), needle, PREVIEW_CHARS))
+            .map(|p| preview_parts(p, true, q))
             .unwrap_or_default(),
         response: info
             .response_preview
             .as_deref()
-            .map(|p| format::snippet(&format::preview_text(p, false), needle, PREVIEW_CHARS))
+            .map(|p| preview_parts(p, false, q))
             .unwrap_or_default(),
         more_chips: valid.len().saturating_sub(chips.len()),
         chips,
+        hits,
     }
 }
 
@@ -393,9 +426,7 @@ pub async fn list(
         };
     let user_filter = query.filter.trim().to_string();
     let mut filter_error = None;
-    if !user_filter.is_empty()
-        && let Err(e) = parse_filter(&user_filter)
-    {
+    if let Err(e) = check_filter(&user_filter) {
         filter_error = Some(FilterError::from_query(&user_filter, e)?);
     }
     let filter = match (user_filter.is_empty(), range.filter_clause()) {
@@ -447,11 +478,22 @@ pub async fn list(
         };
         match result {
             Ok(page) => {
-                let needle = query.q.trim();
-                rows = page.traces.iter().map(|t| row(t, needle)).collect();
+                let q = query.q.trim();
+                let mut snippets = match &text {
+                    Some(t) if !page.rows.is_empty() => {
+                        app.query.snippets(page.rows.clone(), t.clone()).await?
+                    }
+                    _ => Default::default(),
+                };
+                rows = page
+                    .traces
+                    .iter()
+                    .zip(&page.rows)
+                    .map(|(t, id)| row(t, q, snippets.remove(id).unwrap_or_default()))
+                    .collect();
                 next_token = page.next_page_token;
             }
-            Err(e @ (QueryError::Parse { .. } | QueryError::Invalid(_))) => {
+            Err(e @ (QueryError::Filter { .. } | QueryError::Invalid(_))) => {
                 filter_error = Some(FilterError::from_query(&user_filter, e)?);
             }
             Err(e) => return Err(e.into()),
@@ -562,13 +604,13 @@ mod tests {
     #[test]
     fn parse_errors_are_split_at_their_position() {
         let f = "status = 'OK' AND foo = 1";
-        let e = FilterError::from_query(f, parse_filter(f).unwrap_err()).unwrap();
+        let e = FilterError::from_query(f, check_filter(f).unwrap_err()).unwrap();
         assert_eq!(e.before, "status = 'OK' AND ");
         assert_eq!(e.at, "foo");
         assert_eq!(e.position, Some(18));
         assert!(e.hint.unwrap().contains("tags.foo"));
         let f = "status = ";
-        let e = FilterError::from_query(f, parse_filter(f).unwrap_err()).unwrap();
+        let e = FilterError::from_query(f, check_filter(f).unwrap_err()).unwrap();
         assert!(e.at_end());
         assert_eq!(e.before, f);
     }

@@ -533,7 +533,9 @@ async fn scenario(c: &Client, s: &Server, exp: &str) {
     assert_eq!(caret, json!([true, 21]));
     shot(c, "traces-filter-error").await;
 
-    // Full text: the text box, on its own.
+    // Full text: the text box, on its own (once the index has caught up
+    // with what was sent).
+    s.client().wait_for_index().await;
     c.goto(&format!("{base}/experiments/{exp}/traces"))
         .await
         .expect("goto");

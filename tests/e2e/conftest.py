@@ -88,6 +88,16 @@ class Tracebox:
         r.raise_for_status()
         return r.json().get("traces", [])
 
+    def wait_for_index(self, timeout=120):
+        """Waits until the full-text index holds everything committed so
+        far (the status endpoint's `index.caught_up`); text searches made
+        after it see every trace written before the call."""
+        def caught_up():
+            r = self.get("/api/tracebox/v1/status")
+            r.raise_for_status()
+            return (r.json().get("index") or {}).get("caught_up") is True
+        wait_for(caught_up, timeout=timeout, interval=0.05, what="full-text index caught up")
+
     def count(self, experiment_id="0", filter=None):
         n, token = 0, None
         while True:

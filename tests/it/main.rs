@@ -17,6 +17,8 @@ mod ops_logs;
 mod ops_tools;
 mod otlp_grpc;
 mod otlp_http;
+mod search;
+mod search_plans;
 mod sessions_api;
 mod tidy;
 mod web;

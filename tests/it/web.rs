@@ -718,15 +718,20 @@ async fn trace_list_filters_pages_sorts_and_searches() {
             } else {
                 format!("question {i}")
             };
-            (
-                hex_of(1000 + i),
-                vec![
-                    SpanSpec::root(1, name)
+            let mut spans = vec![
+                SpanSpec::root(1, name)
+                    .start_ms(t0 + i as i64 * 1000)
+                    .inputs(json!({"question": q})),
+            ];
+            if i == 88 {
+                // Only a child span says it: not in the list's previews.
+                spans.push(
+                    SpanSpec::child(2, 1, "lookup")
                         .start_ms(t0 + i as i64 * 1000)
-                        .inputs(json!({"question": q})),
-                ],
-                10 + i as i64,
-            )
+                        .outputs(json!({"found": "a needles-and-pins shop"})),
+                );
+            }
+            (hex_of(1000 + i), spans, 10 + i as i64)
         })
         .collect();
     export_many(&s, &exp, &traces).await;
@@ -790,12 +795,26 @@ async fn trace_list_filters_pages_sorts_and_searches() {
     let open = w.get(&format!("{base}?filter=status+%3D")).await;
     assert!(open.body.contains("<mark class=\"at-end\">"));
 
+    // Full text: the index catches up in the background.
+    s.client().wait_for_index().await;
     let found = w.get(&format!("{base}?q=needle")).await;
-    assert_eq!(found.rows(), 1);
+    assert_eq!(found.rows(), 1, "whole words: 'needles' is another word");
     assert!(found.body.contains(&hex_of(1077)));
     assert!(
         found.body.contains("<mark>needle</mark>"),
         "the match is highlighted"
+    );
+    // A prefix finds both; the child span's match is shown as a snippet
+    // linking to that span.
+    let both = w.get(&format!("{base}?q=needle*")).await;
+    assert_eq!(both.rows(), 2, "{}", both.body);
+    assert!(both.body.contains("<mark>needles</mark>"), "{}", both.body);
+    let span2 = "?span=0202020202020202";
+    assert!(
+        both.body
+            .contains(&format!("/traces/tr-{}{span2}", hex_of(1088))),
+        "{}",
+        both.body
     );
 
     // Slowest first: durations grow with i.
@@ -828,10 +847,18 @@ async fn dashboard_numbers_follow_ingest_filters_and_deletes() {
                     "mlflow.chat.tokenUsage",
                     json!({"input_tokens": 100, "output_tokens": 20, "total_tokens": 120}),
                 );
+            let mut spans = vec![];
             if i < 3 {
                 root = root.error("boom");
+                // Said only inside a child span: full text, not previews.
+                spans.push(
+                    SpanSpec::child(2, 1, "parse")
+                        .start_ms(t0 + i as i64 * 60_000)
+                        .inputs(json!({"detail": "kaboom in the parser"})),
+                );
             }
-            (hex_of(2000 + i), vec![root], 100 * (i as i64 + 1))
+            spans.insert(0, root);
+            (hex_of(2000 + i), spans, 100 * (i as i64 + 1))
         })
         .collect();
     export_many(&s, &exp, &traces).await;
@@ -851,6 +878,15 @@ async fn dashboard_numbers_follow_ingest_filters_and_deletes() {
     assert_eq!(kpi(&errs.body, "Error rate"), "100%");
     let bad = w.get(&format!("{url}&filter=status+%3D%3D%3D")).await;
     assert!(bad.body.contains("id=\"filter-error\""));
+    // The text box is full-text search over every span, as in the list.
+    s.client().wait_for_index().await;
+    let text = w.get(&format!("{url}&q=kaboom")).await;
+    assert_eq!(kpi(&text.body, "Traces"), "3", "{}", text.body);
+    assert_eq!(kpi(&text.body, "Error rate"), "100%");
+    let both = w
+        .get(&format!("{url}&q=kaboom&filter=status+%3D+%27OK%27"))
+        .await;
+    assert_eq!(kpi(&both.body, "Traces"), "0");
 
     // Deleting traces (any path) updates the rollups.
     let ids: Vec<String> = (0..4).map(|i| format!("tr-{}", hex_of(2000 + i))).collect();

@@ -222,8 +222,10 @@ async fn run_search_experiments(app: AppState, req: SearchExperiments) -> ApiRes
 type ExperimentPredicate = Box<dyn Fn(&crate::domain::Experiment) -> bool + Send>;
 
 fn parse_experiment_filter(f: &str) -> Result<Vec<ExperimentPredicate>, ApiError> {
-    use crate::query::ast::{Expr, Field, Literal, Op};
-    let expr = crate::query::parse_filter(f).map_err(ApiError::from)?;
+    use crate::query::ast::{Expr, Literal, Op};
+    let Some(expr) = crate::query::parse_filter(f).map_err(ApiError::from)? else {
+        return Ok(Vec::new());
+    };
     let clauses = match expr {
         Expr::And(parts) => parts,
         other => vec![other],
@@ -234,12 +236,17 @@ fn parse_experiment_filter(f: &str) -> Result<Vec<ExperimentPredicate>, ApiError
             let Expr::Cmp(c) = c else {
                 return Err(ApiError::invalid("experiment filters support AND only"));
             };
-            let (Field::Attribute(attr), Literal::Str(v)) = (&c.field, &c.value) else {
+            let Literal::Str(v) = &c.value else {
                 return Err(ApiError::invalid(format!(
                     "Unsupported experiment filter clause at character {}",
                     c.pos
                 )));
             };
+            let attr = c
+                .ident
+                .strip_prefix("attributes.")
+                .or_else(|| c.ident.strip_prefix("attribute."))
+                .unwrap_or(&c.ident);
             if attr != "name" {
                 return Err(ApiError::invalid(format!(
                     "Invalid attribute key '{attr}' for experiment search"
@@ -471,6 +478,10 @@ struct SearchTracesReq {
     order_by: Vec<String>,
     #[serde(default)]
     page_token: Option<String>,
+    /// tracebox extension: full-text query (words, "phrases", prefix*);
+    /// `q` is accepted as an alias.
+    #[serde(default, alias = "q")]
+    text: Option<String>,
 }
 
 async fn search_traces(
@@ -503,7 +514,7 @@ async fn search_traces(
             order_by: req.order_by,
             max_results,
             page_token: req.page_token,
-            text: None,
+            text: req.text,
         })
         .await?;
     let traces: Vec<Value> = page.traces.iter().map(dto::trace_info).collect();
