@@ -815,6 +815,17 @@ pub fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
             ..base(None)
         }
     })?;
+    // The UI's other sortable columns, in the direction a first click asks.
+    for (name, order) in [
+        ("order_by name ASC (UI sort)", "name ASC"),
+        ("order_by status ASC (UI sort)", "status ASC"),
+        ("order_by execution_time_ms ASC (UI sort)", "execution_time_ms ASC"),
+    ] {
+        record(name, "filter", &mut |_| SearchRequest {
+            order_by: vec![order.into()],
+            ..base(None)
+        })?;
+    }
     let mut r5 = rng.clone();
     record("full-text one word (text param)", "full-text", &mut |_| {
         SearchRequest {
