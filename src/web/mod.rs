@@ -7,18 +7,23 @@
 //! strict Content-Security-Policy (scripts only from `/static`, no inline
 //! scripts, styles or handlers), and data never becomes a link target.
 
+mod activity;
 mod assets;
 mod chart;
 mod dashboard;
 mod error;
 mod experiments;
+mod feedback;
 mod format;
 mod json_view;
 mod layout;
+mod paging;
 mod range;
 pub mod session;
+mod sessions;
 mod trace;
 mod traces;
+mod users;
 
 use axum::Router;
 use axum::extract::Request;
@@ -46,6 +51,24 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/experiments/{experiment_id}/dashboard",
             get(dashboard::page),
+        )
+        .route("/experiments/{experiment_id}/sessions", get(sessions::list))
+        .route(
+            "/experiments/{experiment_id}/sessions/{session_id}",
+            get(sessions::page),
+        )
+        .route(
+            "/experiments/{experiment_id}/sessions/{session_id}/feedback",
+            post(sessions::add_feedback),
+        )
+        .route(
+            "/experiments/{experiment_id}/sessions/{session_id}/assessments/{assessment_id}/delete",
+            post(sessions::delete_assessment),
+        )
+        .route("/experiments/{experiment_id}/users", get(users::list))
+        .route(
+            "/experiments/{experiment_id}/users/{user}",
+            get(users::page),
         )
         .route("/traces/{trace_id}", get(trace::page))
         .route("/traces/{trace_id}/spans/{span_id}", get(trace::span_panel))

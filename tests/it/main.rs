@@ -17,3 +17,4 @@ mod otlp_http;
 mod sessions_api;
 mod tidy;
 mod web;
+mod web_sessions;
