@@ -363,7 +363,11 @@ fn session_assessment(a: &Assessment, base: &str) -> SessionAssessment {
         id: a.assessment_id.clone(),
         name: a.name.clone(),
         kind: a.kind.as_str(),
-        chip: chip(a),
+        // Room for the whole name here (the chip is the card's headline).
+        chip: Chip {
+            name: a.name.clone(),
+            ..chip(a)
+        },
         long_value: if value.chars().count() > 24 || value.contains('\n') {
             value
         } else {
@@ -449,6 +453,8 @@ pub struct SessionPage {
     header: SessionHeader,
     turns: Vec<TurnView>,
     assessments: Vec<SessionAssessment>,
+    /// The valid session-level verdicts, for the header.
+    verdicts: Vec<Chip>,
     pager: Pager,
     first_turn: i64,
     last_turn: i64,
@@ -510,7 +516,17 @@ pub async fn page(
         .map(|a| session_assessment(a, &base))
         .collect();
     assessments.sort_by_key(|a| !a.valid);
+    let verdicts = session_level
+        .iter()
+        .rev()
+        .filter(|a| a.valid)
+        .map(|a| Chip {
+            name: a.name.clone(),
+            ..chip(a)
+        })
+        .collect();
     Ok(SessionPage {
+        verdicts,
         chrome,
         header: header(&summary),
         first_turn: turns.first().map(|t| t.number).unwrap_or(0),
