@@ -5,7 +5,8 @@
 //! through the same store call the MLflow API uses; never writes SQL. Trace
 //! content is untrusted: templates autoescape everything, pages carry a
 //! strict Content-Security-Policy (scripts only from `/static`, no inline
-//! scripts, styles or handlers), and data never becomes a link target.
+//! scripts, styles or handlers), and data never becomes a link target (user
+//! and session ids appear only percent-encoded in links to their own pages).
 
 mod activity;
 mod assets;

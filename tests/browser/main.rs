@@ -463,8 +463,8 @@ async fn send_conversation(s: &Server, exp: &str) {
         .map(|k| (500 + k as u32, conversation_turn(k, t0 + k as i64 * 95_000)))
         .collect();
     send(s, exp, None, traces).await;
-    for k in 0..CONVERSATION.len() {
-        if CONVERSATION[k].1.is_none() {
+    for (k, (_, reply)) in CONVERSATION.iter().enumerate() {
+        if reply.is_none() {
             continue;
         }
         let relevant = k != 1;
