@@ -41,7 +41,7 @@ use crate::store::sessions::{ListQuery, SessionSummary, Turn, is_session_level};
 pub const STALE_PAGE: &str =
     "That page link belongs to another view of the list; showing the first page.";
 /// Sessions per page of a list.
-pub const PAGE_SIZE: usize = 50;
+const PAGE_SIZE: usize = 50;
 /// Turns per page of a transcript.
 const TURNS_PER_PAGE: usize = 50;
 /// Characters of a message shown in the transcript (the trace has the rest).
@@ -229,6 +229,8 @@ pub struct SessionsPage {
     chrome: Chrome,
     list: SessionList,
     users_href: String,
+    /// The filtered user's own page: (user, link).
+    user_page: Option<(String, String)>,
 }
 
 /// `/experiments/{id}/sessions`: newest activity first.
@@ -240,10 +242,14 @@ pub async fn list(
 ) -> WebResult<SessionsPage> {
     let chrome = Chrome::new(&app, &ctx, "Sessions", "sessions", Some(experiment_id)).await?;
     let base = format!("/experiments/{experiment_id}/sessions");
+    let user_page = Some(query.user.trim())
+        .filter(|u| !u.is_empty())
+        .map(|u| (u.to_string(), user_href(experiment_id, u)));
     let list = load_list(&app, experiment_id, None, query, base).await?;
     Ok(SessionsPage {
         chrome,
         list,
+        user_page,
         users_href: format!("/experiments/{experiment_id}/users"),
     })
 }

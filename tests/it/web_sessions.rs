@@ -132,6 +132,14 @@ async fn sessions_and_users_pages_show_what_the_api_says() {
             .contains("script-src 'self'")
     );
     same_sessions(&list, &want, true);
+    // The navigation marks Sessions; switching experiments keeps to them.
+    assert!(list.body.contains(&format!(
+        "href=\"/experiments/{exp}/sessions\" data-key=\"s\" class=\"active\""
+    )));
+    assert!(
+        list.body
+            .contains("role=\"menuitem\" href=\"/experiments/0/sessions\"")
+    );
     // The user-less session says so.
     let (_, nine) = rows(&list, "session")
         .into_iter()
@@ -151,6 +159,9 @@ async fn sessions_and_users_pages_show_what_the_api_says() {
             .await;
         same_sessions(&page, want["sessions"].as_array().unwrap(), true);
         assert!(page.body.contains(&format!("name=\"user\" value=\"{u}\"")));
+        assert!(page.body.contains(&format!(
+            "href=\"/experiments/{exp}/users/{u}\" data-link=\"user\""
+        )));
     }
     let nobody = w
         .get(&format!("/experiments/{exp}/sessions?user=zed"))
@@ -358,6 +369,22 @@ async fn a_session_reads_as_a_transcript() {
             )));
         }
     }
+
+    // "Traces of this session" lists its traces, whether the SDK put the
+    // session id in tags or in metadata (this data set does both).
+    let page = w.get(&format!("/experiments/{exp}/sessions/sess-02")).await;
+    let at = page.body.find(">Traces of this session<").unwrap();
+    let start = page.body[..at].rfind("href=\"").unwrap() + 6;
+    let href = unescape(&page.body[start..start + page.body[start..].find('"').unwrap()]);
+    let filtered = w.get(&href).await;
+    assert!(!filtered.body.contains("id=\"filter-error\""), "{href}");
+    assert_eq!(filtered.rows(), 5, "{href}");
+    let mixed: Vec<bool> = data
+        .iter()
+        .filter(|t| t.session.as_deref() == Some("sess-02"))
+        .map(|t| t.in_tags)
+        .collect();
+    assert!(mixed.contains(&true) && mixed.contains(&false));
 
     // The first turn's trace page marks the session-level one as such, and
     // links to its session and user pages.
