@@ -13,6 +13,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::api::auth::Auth;
 use crate::api::budget::ByteBudget;
 use crate::config::Config;
+use crate::judge::Judges;
+use crate::judge::runner::RunnerHandle;
 use crate::metrics::Metrics;
 use crate::ops::OpsStatus;
 use crate::ops::lock::DataLock;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub ops: Arc<OpsStatus>,
     /// Web UI login sessions; a mutex-guarded map inside (see `web::session`).
     pub login_sessions: Arc<crate::web::Sessions>,
+    /// Judge models, queue gate; read-only handles (see `judge::Judges`).
+    pub judges: Judges,
 }
 
 impl AppState {
@@ -110,6 +114,8 @@ pub struct App {
     pub state: AppState,
     /// The data directory is ours while this lives (see `ops::lock`).
     _lock: DataLock,
+    /// The judge runner, stopped after the HTTP server on shutdown.
+    judge_runner: Option<RunnerHandle>,
 }
 
 impl App {
@@ -155,10 +161,18 @@ impl App {
         if let Some(url) = &config.forward_otlp {
             *ops.forward.lock() = Some(crate::ops::forward::Forwarder::prepare(&store, url)?);
         }
+        let metrics = Arc::new(Metrics::new());
+        let judges = Judges::from_config(&config);
+        // Judge evaluations are queued in the ingestion transaction itself.
+        judges.install_hook(&store, metrics.clone());
+        let query = QueryEngine::new(store.clone());
+        let judge_runner = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|_| judges.spawn_runner(store.clone(), query.clone(), metrics.clone()));
         let state = AppState {
-            query: QueryEngine::new(store.clone()),
+            query,
             store,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             auth: Arc::new(Auth::new(config.auth_token.clone())),
             budget: Arc::new(ByteBudget::new(
                 config.ops.max_inflight_bytes,
@@ -166,9 +180,14 @@ impl App {
             )),
             ops,
             login_sessions: Arc::new(crate::web::Sessions::default()),
+            judges,
             config: Arc::new(config),
         };
-        Ok(App { state, _lock: lock })
+        Ok(App {
+            state,
+            _lock: lock,
+            judge_runner,
+        })
     }
 
     /// The full HTTP application: API, UI, auth and security headers.
@@ -236,6 +255,9 @@ impl App {
         for t in background {
             // Background work stops at its next await; do not hang on it.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
+        }
+        if let Some(r) = self.judge_runner {
+            r.stop().await;
         }
         Ok(())
     }

@@ -55,6 +55,8 @@ pub enum Command {
     Export(crate::ops::export::ExportArgs),
     /// Load a JSON-lines export into a data directory (idempotent).
     Import(crate::ops::export::ImportArgs),
+    /// Manage LLM judges: list, add, start, stop, rm, backfill.
+    Judges(crate::judge::cli::JudgesArgs),
 }
 
 /// Options shared by every command that opens a data directory.

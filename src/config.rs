@@ -43,7 +43,7 @@ pub struct GatewayEndpoint {
     pub max_concurrency: Option<usize>,
     /// Per-call timeout in seconds.
     #[serde(default)]
-    pub timeout_secs: Option<u64>,
+    pub timeout_secs: Option<f64>,
 }
 
 /// The contents of `tracebox.toml`.
@@ -56,28 +56,90 @@ pub struct FileConfig {
     pub judges: JudgeSettings,
 }
 
+/// `[judges]` in `tracebox.toml`: the judge runner's knobs. Every field has
+/// a default; tests shorten the clocks.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JudgeSettings {
     /// A session is judged once it has been idle this long.
     #[serde(default = "default_session_idle")]
-    pub session_idle_secs: u64,
+    pub session_idle_secs: f64,
     /// A trace is judged once no span or info has arrived for this long.
     #[serde(default = "default_settle")]
     pub trace_settle_secs: f64,
     /// Pending evaluations kept before new ones are shed (and counted).
     #[serde(default = "default_queue_cap")]
     pub queue_capacity: usize,
+    /// A trace that never completes (root span or announced spans missing)
+    /// is judged anyway after this long without writes.
+    #[serde(default = "default_incomplete")]
+    pub incomplete_trace_secs: f64,
+    /// Model for builtin judges registered without one (MLflow's default).
+    #[serde(default)]
+    pub default_model: Option<String>,
+    /// Concurrent calls per endpoint unless `[gateway.X] max_concurrency`.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// Per-call timeout unless `[gateway.X] timeout_secs`.
+    #[serde(default = "default_timeout")]
+    pub request_timeout_secs: f64,
+    /// Retries of one call on 429, 5xx, timeouts and connection errors.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// First retry delay; doubles per retry (with jitter), capped at 30 s.
+    #[serde(default = "default_retry_base")]
+    pub retry_base_secs: f64,
+    /// Consecutive failed calls that open an endpoint's circuit (pause it).
+    #[serde(default = "default_circuit_failures")]
+    pub circuit_failures: u32,
+    /// How long an open circuit pauses its endpoint (doubles while it keeps
+    /// failing, up to 10 minutes).
+    #[serde(default = "default_circuit_open")]
+    pub circuit_open_secs: f64,
+    /// Evaluations in progress at once, over all endpoints.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// A claimed evaluation returns to the queue if its runner stops renewing
+    /// its lease for this long (a crashed process).
+    #[serde(default = "default_lease")]
+    pub lease_secs: f64,
 }
 
-fn default_session_idle() -> u64 {
-    300
+fn default_session_idle() -> f64 {
+    300.0
 }
 fn default_settle() -> f64 {
     2.0
 }
 fn default_queue_cap() -> usize {
     100_000
+}
+fn default_incomplete() -> f64 {
+    60.0
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_timeout() -> f64 {
+    60.0
+}
+fn default_retries() -> u32 {
+    4
+}
+fn default_retry_base() -> f64 {
+    0.5
+}
+fn default_circuit_failures() -> u32 {
+    5
+}
+fn default_circuit_open() -> f64 {
+    30.0
+}
+fn default_in_flight() -> usize {
+    16
+}
+fn default_lease() -> f64 {
+    60.0
 }
 
 impl Default for JudgeSettings {
@@ -86,6 +148,16 @@ impl Default for JudgeSettings {
             session_idle_secs: default_session_idle(),
             trace_settle_secs: default_settle(),
             queue_capacity: default_queue_cap(),
+            incomplete_trace_secs: default_incomplete(),
+            default_model: None,
+            max_concurrency: default_concurrency(),
+            request_timeout_secs: default_timeout(),
+            max_retries: default_retries(),
+            retry_base_secs: default_retry_base(),
+            circuit_failures: default_circuit_failures(),
+            circuit_open_secs: default_circuit_open(),
+            max_in_flight: default_in_flight(),
+            lease_secs: default_lease(),
         }
     }
 }

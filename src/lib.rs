@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod judge;
 pub mod logging;
 pub mod metrics;
 pub mod ops;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore(args) => ops::backup::restore(args),
         Command::Export(args) => ops::export::export(args),
         Command::Import(args) => ops::export::import(args),
+        Command::Judges(args) => judge::cli::run(args),
     }
 }
 

@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::judge::JudgeError;
 use crate::query::QueryError;
 use crate::store::StoreError;
 
@@ -206,6 +207,15 @@ pub fn reason_for_status(status: StatusCode) -> &'static str {
         503 => "unavailable",
         507 => "disk_full",
         _ => "internal",
+    }
+}
+
+impl From<JudgeError> for ApiError {
+    fn from(e: JudgeError) -> Self {
+        match e {
+            JudgeError::Store(s) => s.into(),
+            JudgeError::Query(q) => q.into(),
+        }
     }
 }
 

@@ -1,12 +1,14 @@
 //! HTTP APIs: MLflow's REST API (`mlflow`), OTLP ingestion (`otlp`),
-//! tracebox's own session and user views (`tracebox`), and
-//! operational endpoints (`/health`, `/metrics`). Errors from every layer
+//! tracebox's own session and user views (`tracebox`), judge status and
+//! backfills (`judges`), and operational endpoints (`/health`, `/metrics`).
+//! Errors from every layer
 //! become HTTP responses in `error`, the one place that maps them.
 
 pub mod auth;
 pub mod budget;
 pub mod error;
 pub mod extract;
+pub mod judges;
 pub mod limits;
 pub mod mlflow;
 pub mod observe;
@@ -28,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/health", get(|| async { "OK" }))
         .route("/metrics", get(metrics))
         .merge(mlflow::router())
+        .merge(judges::router())
         .merge(otlp::router())
         .merge(tracebox::router())
         .merge(ops::router())

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_sessions.sql"),
     include_str!("../../migrations/0003_ops.sql"),
     include_str!("../../migrations/0004_ui_stats.sql"),
+    include_str!("../../migrations/0005_judges.sql"),
 ];
 
 /// The schema version this build writes.

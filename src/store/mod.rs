@@ -12,10 +12,12 @@
 
 pub mod assessments;
 pub mod experiments;
+pub mod judge_queue;
 pub mod maintenance;
 mod migrate;
 mod pool;
 mod rows;
+pub mod scorers;
 pub mod sessions;
 pub mod stats;
 pub mod traces;

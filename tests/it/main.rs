@@ -2,8 +2,10 @@
 //! temporary data directory and talks to it over HTTP, as clients do.
 //! One test binary (this crate) keeps link time down.
 
+mod fake_llm;
 mod fuzz;
 mod harness;
+mod judges;
 mod mlflow_api;
 mod ops_auth;
 mod ops_crash;

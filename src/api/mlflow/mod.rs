@@ -6,6 +6,7 @@
 //! call the store or the query engine, and render MLflow's JSON back.
 
 pub mod dto;
+pub mod scorers;
 pub mod trace_file;
 
 use std::collections::BTreeMap;
@@ -59,7 +60,8 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/2.0/mlflow-artifacts/artifacts/{*path}",
             put(put_artifact).get(get_artifact),
-        );
+        )
+        .merge(scorers::router());
     for v in ["2.0", "3.0"] {
         r = r
             .route(
