@@ -19,3 +19,4 @@ mod otlp_http;
 mod sessions_api;
 mod tidy;
 mod web;
+mod web_sessions;
