@@ -103,9 +103,20 @@
     return true;
   }
   function openRow() {
-    var cur = doc.querySelector("table[data-nav] tbody tr.cursor");
+    var cur = doc.querySelector("table[data-nav] tbody tr.cursor, [data-turns] .turn.cursor");
     if (cur) { location.href = cur.getAttribute("data-href"); return true; }
     return false;
+  }
+  // A session's transcript: j/k step through its turns.
+  function moveTurn(delta) {
+    var list = Array.prototype.slice.call(doc.querySelectorAll("[data-turns] .turn"));
+    if (!list.length) return false;
+    var i = list.findIndex(function (t) { return t.classList.contains("cursor"); });
+    var next = i < 0 ? (delta > 0 ? 0 : list.length - 1) : Math.min(list.length - 1, Math.max(0, i + delta));
+    if (i >= 0) list[i].classList.remove("cursor");
+    list[next].classList.add("cursor");
+    list[next].scrollIntoView({ block: "nearest" });
+    return true;
   }
 
   // ---- span tree: switch spans without reloading --------------------------
@@ -285,7 +296,7 @@
     var el;
     switch (e.key) {
       case "/":
-        el = doc.getElementById("filter");
+        el = doc.getElementById("filter") || doc.querySelector("[data-slash]");
         if (el) { e.preventDefault(); el.focus(); el.select(); }
         break;
       case "s":
@@ -301,7 +312,8 @@
         break;
       case "j":
       case "k":
-        if (moveRow(e.key === "j" ? 1 : -1) || moveNode(e.key === "j" ? 1 : -1)) e.preventDefault();
+        var d = e.key === "j" ? 1 : -1;
+        if (moveRow(d) || moveNode(d) || moveTurn(d)) e.preventDefault();
         break;
       case "Enter":
       case "o":

@@ -216,36 +216,14 @@ fn assessment_json(a: &Assessment) -> Value {
     v
 }
 
-/// A bare string, or an object whose only field is a string (`{"question":
-/// "..."}`): the text of a non-chat turn.
-fn plain_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(m) if m.len() == 1 => m
-            .values()
-            .next()
-            .and_then(|x| x.as_str())
-            .map(str::to_string),
-        _ => None,
-    }
-}
-
-/// What the user said in a turn: from the root span's inputs when they are
-/// chat-shaped or plain text, else from the first LLM call's messages.
+/// What the user said in a turn (see [`chat::turn_user_text`]).
 fn user_message(t: &Turn) -> Option<String> {
-    let root = t.root_inputs.as_ref();
-    root.and_then(chat::last_user_text)
-        .or_else(|| root.and_then(plain_text))
-        .or_else(|| t.llm_inputs.as_ref().and_then(chat::last_user_text))
+    chat::turn_user_text(t.root_inputs.as_ref(), t.llm_inputs.as_ref())
 }
 
-/// What the assistant replied: the root span's outputs when chat-shaped or
-/// plain text, else the last LLM call's reply.
+/// What the assistant replied (see [`chat::turn_assistant_text`]).
 fn assistant_message(t: &Turn) -> Option<String> {
-    let root = t.root_outputs.as_ref();
-    root.and_then(chat::assistant_text)
-        .or_else(|| root.and_then(plain_text))
-        .or_else(|| t.llm_outputs.as_ref().and_then(chat::assistant_text))
+    chat::turn_assistant_text(t.root_outputs.as_ref(), t.llm_outputs.as_ref())
 }
 
 fn turn_json(t: &Turn, session_id: &str) -> Value {
@@ -357,58 +335,6 @@ async fn get_user(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn turn(ri: Value, ro: Value, li: Option<Value>, lo: Option<Value>) -> Turn {
-        Turn {
-            number: 1,
-            info: Default::default(),
-            root_inputs: Some(ri),
-            root_outputs: Some(ro),
-            llm_inputs: li,
-            llm_outputs: lo,
-        }
-    }
-
-    #[test]
-    fn turn_text_from_root_or_llm_span() {
-        // Chat-shaped root.
-        let t = turn(
-            json!({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]}),
-            json!({"choices": [{"message": {"role": "assistant", "content": "d"}}]}),
-            None,
-            None,
-        );
-        assert_eq!(user_message(&t).as_deref(), Some("c"));
-        assert_eq!(assistant_message(&t).as_deref(), Some("d"));
-        // Plain root: a string, or one string field.
-        let t = turn(json!({"question": "q?"}), json!("ans"), None, None);
-        assert_eq!(
-            (
-                user_message(&t).as_deref(),
-                assistant_message(&t).as_deref()
-            ),
-            (Some("q?"), Some("ans"))
-        );
-        // An app's own shapes: fall back to the LLM call inside.
-        let t = turn(
-            json!({"req": {"message": "m", "session": "s"}}),
-            json!({"answer": "x", "sources": 2}),
-            Some(
-                json!({"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "m"}]}),
-            ),
-            Some(json!({"choices": [{"message": {"role": "assistant", "content": "x"}}]})),
-        );
-        assert_eq!(
-            (
-                user_message(&t).as_deref(),
-                assistant_message(&t).as_deref()
-            ),
-            (Some("m"), Some("x"))
-        );
-        // Nothing recognisable: none, the previews remain.
-        let t = turn(json!({"a": 1, "b": 2}), json!([1, 2]), None, None);
-        assert_eq!((user_message(&t), assistant_message(&t)), (None, None));
-    }
 
     #[test]
     fn tokens_round_trip_and_refuse_other_kinds() {

@@ -819,7 +819,10 @@ pub fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
     for (name, order) in [
         ("order_by name ASC (UI sort)", "name ASC"),
         ("order_by status ASC (UI sort)", "status ASC"),
-        ("order_by execution_time_ms ASC (UI sort)", "execution_time_ms ASC"),
+        (
+            "order_by execution_time_ms ASC (UI sort)",
+            "execution_time_ms ASC",
+        ),
     ] {
         record(name, "filter", &mut |_| SearchRequest {
             order_by: vec![order.into()],

@@ -238,6 +238,43 @@ pub fn assistant_text(outputs: &Value) -> Option<String> {
         .map(|m| m.content)
 }
 
+/// A bare string, or an object whose only field is a string (`{"question":
+/// "..."}`): the text of a non-chat call.
+fn plain_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(m) if m.len() == 1 => m
+            .values()
+            .next()
+            .and_then(|x| x.as_str())
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
+/// What the user said in one turn of a conversation: from the root span's
+/// inputs when they are chat-shaped or plain text, else from the first LLM
+/// call's messages. The session API and the UI's transcript both use it, so
+/// a turn reads the same in both.
+pub fn turn_user_text(root_inputs: Option<&Value>, llm_inputs: Option<&Value>) -> Option<String> {
+    root_inputs
+        .and_then(last_user_text)
+        .or_else(|| root_inputs.and_then(plain_text))
+        .or_else(|| llm_inputs.and_then(last_user_text))
+}
+
+/// What the assistant replied in one turn: the root span's outputs when
+/// chat-shaped or plain text, else the last LLM call's reply.
+pub fn turn_assistant_text(
+    root_outputs: Option<&Value>,
+    llm_outputs: Option<&Value>,
+) -> Option<String> {
+    root_outputs
+        .and_then(assistant_text)
+        .or_else(|| root_outputs.and_then(plain_text))
+        .or_else(|| llm_outputs.and_then(assistant_text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +336,48 @@ mod tests {
         assert!(input_messages(&json!({"question": "q"})).is_none());
         assert!(output_messages(&json!("plain")).is_none());
         assert!(input_messages(&json!([1, 2])).is_none());
+    }
+
+    #[test]
+    fn turn_text_from_root_or_llm_span() {
+        let both = |ri: Value, ro: Value, li: Option<Value>, lo: Option<Value>| {
+            (
+                turn_user_text(Some(&ri), li.as_ref()),
+                turn_assistant_text(Some(&ro), lo.as_ref()),
+            )
+        };
+        let s = |x: &str| Some(x.to_string());
+        // Chat-shaped root.
+        assert_eq!(
+            both(
+                json!({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]}),
+                json!({"choices": [{"message": {"role": "assistant", "content": "d"}}]}),
+                None,
+                None,
+            ),
+            (s("c"), s("d"))
+        );
+        // Plain root: a string, or one string field.
+        assert_eq!(
+            both(json!({"question": "q?"}), json!("ans"), None, None),
+            (s("q?"), s("ans"))
+        );
+        // An app's own shapes: fall back to the LLM call inside.
+        assert_eq!(
+            both(
+                json!({"req": {"message": "m", "session": "s"}}),
+                json!({"answer": "x", "sources": 2}),
+                Some(
+                    json!({"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "m"}]})
+                ),
+                Some(json!({"choices": [{"message": {"role": "assistant", "content": "x"}}]})),
+            ),
+            (s("m"), s("x"))
+        );
+        // Nothing recognisable: none, the previews remain.
+        assert_eq!(
+            both(json!({"a": 1, "b": 2}), json!([1, 2]), None, None),
+            (None, None)
+        );
     }
 }

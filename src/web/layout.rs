@@ -17,7 +17,8 @@ pub struct ExpLink {
 /// The page frame (`templates/base.html`).
 pub struct Chrome {
     pub title: String,
-    /// Which navigation entry is active: `traces`, `dashboard`, `experiments`.
+    /// Which navigation entry is active: `traces`, `sessions`, `users`,
+    /// `dashboard`, `experiments`.
     pub section: &'static str,
     pub experiment: Option<ExpLink>,
     pub experiments: Vec<ExpLink>,
@@ -73,5 +74,16 @@ impl Chrome {
 
     pub fn is(&self, section: &str) -> bool {
         self.section == section
+    }
+
+    /// Where the experiment switcher leads: the same kind of page of the
+    /// other experiment (its list, for a trace or a session).
+    pub fn switch_to(&self) -> &'static str {
+        match self.section {
+            "dashboard" => "dashboard",
+            "sessions" => "sessions",
+            "users" => "users",
+            _ => "traces",
+        }
     }
 }

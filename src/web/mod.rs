@@ -5,20 +5,26 @@
 //! through the same store call the MLflow API uses; never writes SQL. Trace
 //! content is untrusted: templates autoescape everything, pages carry a
 //! strict Content-Security-Policy (scripts only from `/static`, no inline
-//! scripts, styles or handlers), and data never becomes a link target.
+//! scripts, styles or handlers), and data never becomes a link target (user
+//! and session ids appear only percent-encoded in links to their own pages).
 
+mod activity;
 mod assets;
 mod chart;
 mod dashboard;
 mod error;
 mod experiments;
+mod feedback;
 mod format;
 mod json_view;
 mod layout;
+mod paging;
 mod range;
 pub mod session;
+mod sessions;
 mod trace;
 mod traces;
+mod users;
 
 use axum::Router;
 use axum::extract::Request;
@@ -46,6 +52,24 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/experiments/{experiment_id}/dashboard",
             get(dashboard::page),
+        )
+        .route("/experiments/{experiment_id}/sessions", get(sessions::list))
+        .route(
+            "/experiments/{experiment_id}/sessions/{session_id}",
+            get(sessions::page),
+        )
+        .route(
+            "/experiments/{experiment_id}/sessions/{session_id}/feedback",
+            post(sessions::add_feedback),
+        )
+        .route(
+            "/experiments/{experiment_id}/sessions/{session_id}/assessments/{assessment_id}/delete",
+            post(sessions::delete_assessment),
+        )
+        .route("/experiments/{experiment_id}/users", get(users::list))
+        .route(
+            "/experiments/{experiment_id}/users/{user}",
+            get(users::page),
         )
         .route("/traces/{trace_id}", get(trace::page))
         .route("/traces/{trace_id}/spans/{span_id}", get(trace::span_panel))

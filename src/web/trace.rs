@@ -16,17 +16,20 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::{WebError, WebResult};
+use super::feedback::{self, FeedbackForm};
 use super::format;
 use super::json_view::{self, JsonNode};
 use super::layout::Chrome;
 use super::session::Ctx;
+use super::sessions::session_href;
 use super::traces::{Chip, FacetLink, chip, facet, status, urlencode};
+use super::users::user_href;
 use crate::app::AppState;
 use crate::domain::chat::{self, ChatMessage};
 use crate::domain::{
-    Assessment, AssessmentKind, AssessmentSource, OtelSpanId, SourceType, Span, SpanStatusCode,
-    TokenUsage, metadata_keys, now_ms,
+    AssessmentKind, OtelSpanId, Span, SpanStatusCode, TokenUsage, TraceInfo, metadata_keys,
 };
+use crate::store::sessions::is_session_level;
 use crate::store::views::{SpanSummary, TraceView};
 
 /// Depth classes the stylesheet defines (`d0` … `d24`); deeper spans share the last.
@@ -384,6 +387,8 @@ pub struct AssessmentRow {
     pub span_label: String,
     pub error: String,
     pub delete_action: String,
+    /// About the whole session (MLflow's session-level assessment).
+    pub session_level: bool,
 }
 
 fn assessment_rows(view: &TraceView) -> Vec<AssessmentRow> {
@@ -393,6 +398,7 @@ fn assessment_rows(view: &TraceView) -> Vec<AssessmentRow> {
         .map(|s| (s.span_id.to_hex(), s.name.as_str()))
         .collect();
     let base = trace_href(&view.info.trace_id);
+    let session = view.info.session_id();
     let mut rows: Vec<AssessmentRow> = view
         .info
         .assessments
@@ -442,11 +448,32 @@ fn assessment_rows(view: &TraceView) -> Vec<AssessmentRow> {
                     })
                     .unwrap_or_default(),
                 delete_action: format!("{base}/assessments/{}/delete", urlencode(&a.assessment_id)),
+                session_level: session.is_some_and(|s| is_session_level(a, s)),
             }
         })
         .collect();
     rows.sort_by_key(|r| (!r.valid, std::cmp::Reverse(r.time_iso.clone())));
     rows
+}
+
+/// A trace's user or session: its own page, and the trace list filtered to
+/// it.
+pub struct Facet {
+    pub label: String,
+    pub href: String,
+    pub traces_href: String,
+}
+
+fn facet_of(info: &TraceInfo, key: &str, value: &str, href: String) -> Facet {
+    let FacetLink {
+        label,
+        href: traces_href,
+    } = facet(info, key, value);
+    Facet {
+        label,
+        href,
+        traces_href,
+    }
 }
 
 pub struct Header {
@@ -458,8 +485,8 @@ pub struct Header {
     pub started_label: String,
     pub duration: String,
     pub tokens: String,
-    pub user: Option<FacetLink>,
-    pub session: Option<FacetLink>,
+    pub user: Option<Facet>,
+    pub session: Option<Facet>,
     pub tags: Vec<KeyValue>,
     pub all_tags: Vec<KeyValue>,
     pub metadata: Vec<KeyValue>,
@@ -490,10 +517,22 @@ fn header_view(v: &TraceView) -> Header {
             .map(|ms| format::duration_ms(ms as f64))
             .unwrap_or_else(|| "—".into()),
         tokens: token_text(&info.tokens),
-        user: info.user_id().map(|u| facet(info, metadata_keys::USER, u)),
-        session: info
-            .session_id()
-            .map(|s| facet(info, metadata_keys::SESSION, s)),
+        user: info.user_id().map(|u| {
+            facet_of(
+                info,
+                metadata_keys::USER,
+                u,
+                user_href(info.experiment_id, u),
+            )
+        }),
+        session: info.session_id().map(|s| {
+            facet_of(
+                info,
+                metadata_keys::SESSION,
+                s,
+                session_href(info.experiment_id, s),
+            )
+        }),
         tags: info
             .tags
             .iter()
@@ -516,23 +555,6 @@ pub struct PageQuery {
     span: String,
     saved: String,
     error: String,
-}
-
-/// Messages for form outcomes, by the code the redirect carries (the
-/// page never echoes free text from the URL).
-fn form_message(code: &str) -> Option<&'static str> {
-    Some(match code {
-        "feedback" => "Feedback saved.",
-        "expectation" => "Expectation saved.",
-        "deleted" => "Assessment deleted.",
-        "need-value" => "Choose thumbs up or down, or enter a score.",
-        "both-values" => "Choose either thumbs up/down or a score, not both.",
-        "bad-score" => "The score must be a number.",
-        "need-name" => "Give the assessment a name.",
-        "need-expectation" => "Enter the expected value.",
-        "too-long" => "That is too long to save.",
-        _ => return None,
-    })
 }
 
 #[derive(Template, WebTemplate)]
@@ -584,9 +606,7 @@ pub async fn page(
     .await?;
     let selected = view.selected.as_ref().map(|s| s.span_id);
     let base = trace_href(&trace_id);
-    let saved = form_message(&q.saved)
-        .filter(|_| matches!(q.saved.as_str(), "feedback" | "expectation" | "deleted"));
-    let form_error = form_message(&q.error).filter(|_| saved.is_none());
+    let (saved, form_error) = feedback::outcome(&q.saved, &q.error);
     Ok(TracePage {
         header: header_view(&view),
         rows: tree(&view.spans, selected, &trace_id),
@@ -660,24 +680,6 @@ pub async fn span_json(
     Ok(resp)
 }
 
-const MAX_NAME: usize = 200;
-const MAX_TEXT: usize = 100_000;
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct FeedbackForm {
-    csrf: String,
-    name: String,
-    verdict: String,
-    score: String,
-    comment: String,
-    source_id: String,
-    /// Attach to this span instead of the whole trace.
-    span_id: String,
-    /// The span shown when the form was sent (to come back to it).
-    back_span: String,
-}
-
 fn back(trace_id: &str, span: &str, key: &str, code: &str) -> Response {
     let mut url = format!("{}?", trace_href(trace_id));
     if OtelSpanId::from_hex(span).is_ok() {
@@ -685,34 +687,6 @@ fn back(trace_id: &str, span: &str, key: &str, code: &str) -> Response {
     }
     url.push_str(&format!("{key}={code}#assessments"));
     Redirect::to(&url).into_response()
-}
-
-fn human(trace_id: &str, name: &str, source_id: &str, span_id: &str) -> Assessment {
-    let now = now_ms();
-    Assessment {
-        assessment_id: Assessment::new_id(),
-        trace_id: trace_id.to_string(),
-        name: name.trim().to_string(),
-        kind: AssessmentKind::Feedback,
-        value: None,
-        error: None,
-        source: AssessmentSource {
-            source_type: SourceType::Human,
-            source_id: match source_id.trim() {
-                "" => "tracebox-ui".to_string(),
-                s => format::truncate(s, MAX_NAME),
-            },
-        },
-        rationale: None,
-        metadata: BTreeMap::new(),
-        span_id: OtelSpanId::from_hex(span_id.trim())
-            .ok()
-            .map(|s| s.to_hex()),
-        overrides: None,
-        valid: true,
-        create_time_ms: now,
-        last_update_time_ms: now,
-    }
 }
 
 pub async fn add_feedback(
@@ -723,30 +697,10 @@ pub async fn add_feedback(
     Form(f): Form<FeedbackForm>,
 ) -> WebResult<Response> {
     ctx.verify(&headers, &f.csrf)?;
-    let fail = |code| Ok(back(&trace_id, &f.back_span, "error", code));
-    let name = if f.name.trim().is_empty() {
-        "feedback"
-    } else {
-        f.name.trim()
+    let a = match feedback::from_form(&f, &trace_id, "feedback") {
+        Ok(a) => a,
+        Err(code) => return Ok(back(&trace_id, &f.back_span, "error", code)),
     };
-    if name.chars().count() > MAX_NAME || f.comment.len() > MAX_TEXT {
-        return fail("too-long");
-    }
-    let score = f.score.trim();
-    let value = match (f.verdict.as_str(), score.is_empty()) {
-        ("up" | "down", false) => return fail("both-values"),
-        ("up", true) => Value::Bool(true),
-        ("down", true) => Value::Bool(false),
-        (_, false) => match score.parse::<f64>() {
-            Ok(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e15 => Value::from(x as i64),
-            Ok(x) if x.is_finite() => Value::from(x),
-            _ => return fail("bad-score"),
-        },
-        (_, true) => return fail("need-value"),
-    };
-    let mut a = human(&trace_id, name, &f.source_id, &f.span_id);
-    a.value = Some(value);
-    a.rationale = Some(f.comment.trim().to_string()).filter(|c| !c.is_empty());
     app.store.create_assessment(a).await?;
     Ok(back(&trace_id, &f.back_span, "saved", "feedback"))
 }
@@ -787,13 +741,13 @@ pub async fn add_expectation(
     } else {
         f.name.trim()
     };
-    if name.chars().count() > MAX_NAME || f.value.len() > MAX_TEXT {
+    if name.chars().count() > feedback::MAX_NAME || f.value.len() > feedback::MAX_TEXT {
         return fail("too-long");
     }
     if f.value.trim().is_empty() {
         return fail("need-expectation");
     }
-    let mut a = human(&trace_id, name, &f.source_id, &f.span_id);
+    let mut a = feedback::human(&trace_id, name, &f.source_id, &f.span_id);
     a.kind = AssessmentKind::Expectation;
     a.value = Some(expectation_value(&f.value));
     app.store.create_assessment(a).await?;

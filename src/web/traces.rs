@@ -14,18 +14,17 @@ use serde::Deserialize;
 use super::error::{WebError, WebResult};
 use super::format;
 use super::layout::Chrome;
+use super::paging;
 use super::range::{self, RangeOption};
 use super::session::Ctx;
+use super::sessions::session_href;
+use super::users::user_href;
 use crate::app::AppState;
-use crate::domain::{Assessment, AssessmentKind, TraceInfo, TraceState, metadata_keys, now_ms};
+use crate::domain::{Assessment, AssessmentKind, TraceInfo, TraceState, now_ms};
 use crate::query::{QueryError, SearchRequest, Snippet, check_filter, text_fragment};
 
 /// Rows per page: what fits a laptop screen twice over.
 pub const PAGE_SIZE: usize = 50;
-/// Previous-page tokens kept in the URL; older pages are reached from the first.
-const MAX_TRAIL: usize = 30;
-/// The first page in a trail (a real token is never this short).
-const FIRST: &str = "0";
 
 /// The list's URL parameters; every one is optional.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -44,55 +43,24 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    fn get(&self, key: &str) -> &str {
-        match key {
-            "filter" => &self.filter,
-            "q" => &self.q,
-            "range" => &self.range,
-            "from" => &self.from,
-            "to" => &self.to,
-            "tz" => &self.tz,
-            "sort" => &self.sort,
-            "dir" => &self.dir,
-            "page_token" => &self.page_token,
-            "trail" => &self.trail,
-            _ => "",
-        }
+    fn params(&self) -> [(&'static str, &str); 10] {
+        [
+            ("filter", &self.filter),
+            ("q", &self.q),
+            ("range", &self.range),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("tz", &self.tz),
+            ("sort", &self.sort),
+            ("dir", &self.dir),
+            ("page_token", &self.page_token),
+            ("trail", &self.trail),
+        ]
     }
 
-    /// This view's URL with some parameters replaced (an empty value
-    /// drops the parameter). Paging parameters are dropped unless set, so
-    /// changing the view starts from the first page.
+    /// This view's URL with some parameters replaced (see [`paging::href`]).
     pub fn href(&self, base: &str, set: &[(&str, &str)]) -> String {
-        const KEYS: [&str; 10] = [
-            "filter",
-            "q",
-            "range",
-            "from",
-            "to",
-            "tz",
-            "sort",
-            "dir",
-            "page_token",
-            "trail",
-        ];
-        let mut ser = form_urlencoded::Serializer::new(String::new());
-        for k in KEYS {
-            let v = match set.iter().find(|(sk, _)| *sk == k) {
-                Some((_, v)) => *v,
-                None if k == "page_token" || k == "trail" => "",
-                None => self.get(k),
-            };
-            if !v.is_empty() {
-                ser.append_pair(k, v);
-            }
-        }
-        let qs = ser.finish();
-        if qs.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base}?{qs}")
-        }
+        paging::href(base, &self.params(), set)
     }
 }
 
@@ -309,10 +277,14 @@ fn row(info: &TraceInfo, q: &str, snippets: Vec<Snippet>) -> Row {
     let (status_class, status_label) = status(info.state);
     let valid: Vec<&Assessment> = info.assessments.iter().filter(|a| a.valid).collect();
     let chips: Vec<Chip> = valid.iter().take(3).map(|a| chip(a)).collect();
-    let user = info.user_id().map(|u| facet(info, metadata_keys::USER, u));
-    let session = info
-        .session_id()
-        .map(|s| facet(info, metadata_keys::SESSION, s));
+    let user = info.user_id().map(|u| FacetLink {
+        label: format::truncate(u, 32),
+        href: user_href(info.experiment_id, u),
+    });
+    let session = info.session_id().map(|s| FacetLink {
+        label: format::truncate(s, 32),
+        href: session_href(info.experiment_id, s),
+    });
     Row {
         href,
         trace_id: info.trace_id.clone(),
@@ -500,26 +472,12 @@ pub async fn list(
         }
     }
     // Paging: the trail holds the tokens of the pages before this one.
-    let mut trail: Vec<&str> = query.trail.split('.').filter(|s| !s.is_empty()).collect();
-    let page_index = trail.len();
-    let this_page = if query.page_token.is_empty() {
-        FIRST
-    } else {
-        query.page_token.as_str()
-    };
-    let next_href = next_token.as_deref().map(|t| {
-        let mut next_trail = trail.clone();
-        next_trail.push(this_page);
-        let skip = next_trail.len().saturating_sub(MAX_TRAIL);
-        let joined = next_trail[skip..].join(".");
-        query.href(&base, &[("page_token", t), ("trail", &joined)])
-    });
-    let prev_href = trail.pop().map(|prev| {
-        let joined = trail.join(".");
-        let tok = if prev == FIRST { "" } else { prev };
-        query.href(&base, &[("page_token", tok), ("trail", &joined)])
-    });
-    let first_href = (page_index > 1).then(|| query.href(&base, &[]));
+    let pager = paging::pager(
+        &query.trail,
+        &query.page_token,
+        next_token.as_deref(),
+        |t, trail| query.href(&base, &[("page_token", t), ("trail", trail)]),
+    );
     let headers_view = SORTS
         .iter()
         .map(|(k, _, label)| {
@@ -543,7 +501,7 @@ pub async fn list(
             }
         })
         .collect();
-    let first_index = page_index * PAGE_SIZE + 1;
+    let first_index = pager.first_row(PAGE_SIZE);
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -560,9 +518,9 @@ pub async fn list(
         first_index,
         rows,
         headers: headers_view,
-        next_href,
-        prev_href,
-        first_href,
+        next_href: pager.next_href,
+        prev_href: pager.prev_href,
+        first_href: pager.first_href,
         clear_href: base.clone(),
         examples: EXAMPLES,
         filtered: !user_filter.is_empty() || !query.q.trim().is_empty() || range.key != "all",

@@ -369,6 +369,132 @@ fn agent_trace(i: u32, t0: i64) -> Vec<S> {
     spans
 }
 
+/// Dana's support conversation: five chat turns, the third of which fails.
+const CONVERSATION: &[(&str, Option<&str>)] = &[
+    (
+        "Hi! My order 4521 hasn't arrived yet.",
+        Some(
+            "Sorry to hear that. Order 4521 shipped on Monday with DHL and should arrive by Thursday.",
+        ),
+    ),
+    (
+        "It's Friday and there is still nothing.",
+        Some(
+            "I've checked with the carrier: the parcel is stuck at the Oslo depot. I can send a replacement or refund you.",
+        ),
+    ),
+    ("A refund, please.", None),
+    (
+        "Hello? Did the refund go through?",
+        Some(
+            "Apologies for the hiccup. I've issued a full refund of 89.00 EUR for order 4521; you'll see it within 3-5 business days.",
+        ),
+    ),
+    (
+        "Great, thanks for sorting it out.",
+        Some("You're welcome, Dana! Anything else I can help with?"),
+    ),
+];
+
+fn conversation_turn(k: usize, t0: i64) -> Vec<S> {
+    let (q, a) = CONVERSATION[k];
+    let mut history =
+        vec![json!({"role": "system", "content": "You are the support agent of a web shop."})];
+    for (pq, pa) in &CONVERSATION[..k] {
+        history.push(json!({"role": "user", "content": pq}));
+        if let Some(pa) = pa {
+            history.push(json!({"role": "assistant", "content": pa}));
+        }
+    }
+    history.push(json!({"role": "user", "content": q}));
+    let dur = 900 + 130 * k as i64;
+    let input = json!({"messages": history});
+    let mut root = span(1, None, "support_chat", t0, dur)
+        .kind("AGENT")
+        .attr("mlflow.spanInputs", json!(input.to_string()))
+        .attr("user.id", json!("dana"))
+        .attr("session.id", json!("conv-4521"))
+        .attr(
+            "mlflow.chat.tokenUsage",
+            json!({"input_tokens": 180 + 60 * k, "output_tokens": 40 + 5 * k, "total_tokens": 220 + 65 * k}),
+        );
+    let mut llm = span(2, Some(1), "ChatOpenAI", t0 + 20, dur - 60)
+        .kind("CHAT_MODEL")
+        .attr("mlflow.spanInputs", json!(input.to_string()));
+    match a {
+        Some(a) => {
+            let out =
+                json!({"choices": [{"message": {"role": "assistant", "content": a}}]}).to_string();
+            root = root.attr("mlflow.spanOutputs", json!(out.clone()));
+            llm = llm.attr("mlflow.spanOutputs", json!(out));
+        }
+        None => {
+            root.error = Some("RateLimitError: model overloaded");
+            llm = llm.fail(
+                "RateLimitError: model overloaded",
+                "RateLimitError",
+                "Traceback (most recent call last):\n  File \"agent.py\", line 88, in reply\nopenai.RateLimitError: model overloaded",
+            );
+        }
+    }
+    vec![root, llm]
+}
+
+/// Logs an assessment through MLflow's REST API, as the SDK would.
+async fn log_assessment(s: &Server, trace_id: &str, a: Value) {
+    let mut a = a;
+    a["trace_id"] = json!(trace_id);
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/api/3.0/mlflow/traces/{trace_id}/assessments",
+            s.url
+        ))
+        .json(&json!({"assessment": a}))
+        .send()
+        .await
+        .expect("log assessment");
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+/// Sends the conversation and what judges and the user thought of it.
+async fn send_conversation(s: &Server, exp: &str) {
+    let t0 = now_ms() - 10 * 60_000;
+    let traces: Vec<(u32, Vec<S>)> = (0..CONVERSATION.len())
+        .map(|k| (500 + k as u32, conversation_turn(k, t0 + k as i64 * 95_000)))
+        .collect();
+    send(s, exp, None, traces).await;
+    for (k, (_, reply)) in CONVERSATION.iter().enumerate() {
+        if reply.is_none() {
+            continue;
+        }
+        let relevant = k != 1;
+        log_assessment(
+            s,
+            &tid(500 + k as u32),
+            json!({"assessment_name": "relevance", "source": {"source_type": "LLM_JUDGE", "source_id": "gpt-4o-mini"},
+                   "feedback": {"value": if relevant { "yes" } else { "no" }},
+                   "rationale": if relevant { "The reply addresses the question." } else { "The reply offers options instead of answering." }}),
+        )
+        .await;
+    }
+    log_assessment(
+        s,
+        &tid(504),
+        json!({"assessment_name": "user_satisfaction", "source": {"source_type": "HUMAN", "source_id": "dana"},
+               "feedback": {"value": true}}),
+    )
+    .await;
+    // Session-level, MLflow's way: on the first turn, marked with the session.
+    log_assessment(
+        s,
+        &tid(500),
+        json!({"assessment_name": "conversation_completeness", "source": {"source_type": "LLM_JUDGE", "source_id": "gpt-4o-mini"},
+               "feedback": {"value": "yes"}, "metadata": {"mlflow.trace.session": "conv-4521"},
+               "rationale": "Every request of the user was eventually handled: the refund was issued after one failed turn."}),
+    )
+    .await;
+}
+
 fn xss_trace(t0: i64) -> Vec<S> {
     vec![
         span(1, None, "<script>alert('span-name')</script>", t0, 20)
@@ -433,6 +559,8 @@ async fn ui_in_a_real_browser() {
     let profile = tempfile::tempdir().expect("profile dir");
     let c = browser(&driver, profile.path(), false).await;
     scenario(&c, &s, &exp).await;
+    send_conversation(&s, &exp).await;
+    sessions_scenario(&c, &s, &exp).await;
     let _ = c.close().await;
 
     // Dark mode, for the screenshots (same pages, other colour scheme).
@@ -462,6 +590,16 @@ async fn ui_in_a_real_browser() {
             .await
             .expect("goto");
         shot(&d, "dark-traces").await;
+        d.goto(&format!("{}/experiments/{exp}/sessions/conv-4521", s.url))
+            .await
+            .expect("goto");
+        find(&d, ".transcript .turn").await;
+        full_shot(&d, "dark-session").await;
+        d.goto(&format!("{}/experiments/{exp}/users", s.url))
+            .await
+            .expect("goto");
+        find(&d, "table.users").await;
+        shot(&d, "dark-users").await;
     } else {
         eprintln!("note: this Chromium ignored --force-dark-mode; no dark screenshots");
     }
@@ -878,6 +1016,314 @@ async fn scenario(c: &Client, s: &Server, exp: &str) {
             );
         }
         full_shot(c, name).await;
+    }
+}
+
+/// Sessions and users: the lists, a transcript, feedback on a session and
+/// the links between sessions, users and traces.
+async fn sessions_scenario(c: &Client, s: &Server, exp: &str) {
+    let base = &s.url;
+    let api = |path: String| async move {
+        reqwest::get(format!("{base}{path}"))
+            .await
+            .expect("get")
+            .json::<Value>()
+            .await
+            .expect("json")
+    };
+    // `g s` from the trace list opens the sessions.
+    c.goto(&format!("{base}/experiments/{exp}/traces"))
+        .await
+        .expect("goto");
+    find(c, "table.traces").await;
+    find(c, "body").await.send_keys("g").await.expect("g");
+    find(c, "body").await.send_keys("s").await.expect("s");
+    wait_until("the sessions list", || async {
+        url_of(c)
+            .await
+            .ends_with(&format!("/experiments/{exp}/sessions"))
+    })
+    .await;
+    find(c, "table.sessions").await;
+    let listed = api(format!("/api/tracebox/v1/sessions?experiment_id={exp}")).await;
+    let listed = listed["sessions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        count(c, "table.sessions tbody tr").await,
+        listed.len(),
+        "every session on one page"
+    );
+    assert_eq!(
+        js(
+            c,
+            "return document.querySelector('table.sessions tbody tr').dataset.session"
+        )
+        .await,
+        json!("conv-4521"),
+        "most recently active first"
+    );
+    assert_eq!(count(c, "nav.nav a.active[href$='/sessions']").await, 1);
+    shot(c, "sessions").await;
+
+    // `/` focuses the user box; Enter filters; the URL carries it.
+    find(c, "body").await.send_keys("/").await.expect("/");
+    assert_eq!(
+        js(c, "return document.activeElement.id").await,
+        json!("user-filter")
+    );
+    find(c, "#user-filter")
+        .await
+        .send_keys(&format!("alice{}", Key::Enter))
+        .await
+        .expect("type");
+    wait_until("the filtered sessions", || async {
+        url_of(c).await.contains("user=alice")
+    })
+    .await;
+    find(c, "table.sessions").await;
+    let users = js(
+        c,
+        "return Array.from(document.querySelectorAll('table.sessions td.who')).map(td => td.innerText)",
+    )
+    .await;
+    let users = users.as_array().cloned().unwrap_or_default();
+    let alices = listed.iter().filter(|s| s["user"] == "alice").count();
+    assert!(alices > 1);
+    assert_eq!(users.len(), alices);
+    assert!(users.iter().all(|u| u == "alice"), "{users:?}");
+    assert!(
+        !url_of(c).await.contains("from="),
+        "unused fields stay out of the URL"
+    );
+    shot(c, "sessions-filtered").await;
+
+    // The conversation as a transcript.
+    c.goto(&format!("{base}/experiments/{exp}/sessions"))
+        .await
+        .expect("goto");
+    find(c, "tr[data-session='conv-4521'] td.name a")
+        .await
+        .click()
+        .await
+        .expect("open session");
+    find(c, ".transcript .turn").await;
+    assert!(url_of(c).await.ends_with("/sessions/conv-4521"));
+    assert_eq!(count(c, ".transcript .turn").await, CONVERSATION.len());
+    assert_eq!(count(c, ".transcript .turn.failed").await, 1);
+    let said = js(
+        c,
+        "return Array.from(document.querySelectorAll('.turn .msg.user .msg-body')).map(m => m.innerText)",
+    )
+    .await;
+    let want: Vec<&str> = CONVERSATION.iter().map(|(q, _)| *q).collect();
+    assert_eq!(said, json!(want));
+    let failed = find(c, ".turn.failed .msg.assistant")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(failed.contains("this turn failed"), "{failed}");
+    let session_level = find(c, "#session-assessments")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        session_level.contains("conversation_completeness")
+            && session_level.contains("refund was issued"),
+        "{session_level}"
+    );
+    // Per-turn chips: the judge's verdicts and the user's thumbs up, not
+    // the session-level verdict.
+    assert_eq!(count(c, ".turn .turn-chips .chip").await, 5);
+    assert_eq!(count(c, ".turn .turn-chips .chip.neg").await, 1);
+    full_shot(c, "session").await;
+
+    // j/k walk the turns; Enter opens the highlighted turn's trace, whose
+    // page links back to the session.
+    let body = find(c, "body").await;
+    body.send_keys("j").await.expect("j");
+    body.send_keys("j").await.expect("j");
+    assert_eq!(
+        js(
+            c,
+            "return document.querySelector('.turn.cursor').dataset.turn"
+        )
+        .await,
+        json!("2")
+    );
+    body.send_keys(&Key::Enter.to_string())
+        .await
+        .expect("enter");
+    wait_until("the second turn's trace", || async {
+        url_of(c).await.ends_with(&format!("/traces/{}", tid(501)))
+    })
+    .await;
+    find(c, "a[data-link='session']")
+        .await
+        .click()
+        .await
+        .expect("session link");
+    wait_until("back on the session", || async {
+        url_of(c).await.ends_with("/sessions/conv-4521")
+    })
+    .await;
+
+    // Human feedback on the whole session, persisted across a reload.
+    find(c, "#feedback-form label.thumb.up")
+        .await
+        .click()
+        .await
+        .expect("thumb");
+    find(c, "#feedback-comment")
+        .await
+        .send_keys("Resolved in the end, after one failed turn.")
+        .await
+        .expect("type");
+    find(c, "#save-feedback").await.click().await.expect("save");
+    find(c, "#session-assessments .flash.ok").await;
+    c.refresh().await.expect("reload");
+    find(
+        c,
+        "#session-assessments [data-assessment='session_feedback']",
+    )
+    .await;
+    assert!(
+        find(c, "#session-assessments")
+            .await
+            .text()
+            .await
+            .expect("text")
+            .contains("Resolved in the end")
+    );
+    full_shot(c, "session-feedback").await;
+    // The JSON API lists it as session-level; MLflow's API has it on the
+    // first turn's trace with the session marker.
+    let one = api(format!(
+        "/api/tracebox/v1/sessions/conv-4521?experiment_id={exp}"
+    ))
+    .await;
+    let fb = one["session_assessments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|a| a["name"] == "session_feedback")
+        .expect("session feedback listed");
+    assert_eq!(fb["value"], json!(true));
+    assert_eq!(fb["source"]["type"], "HUMAN");
+    assert_eq!(fb["trace_id"], json!(tid(500)));
+    assert_eq!(
+        fb["rationale"],
+        "Resolved in the end, after one failed turn."
+    );
+    let info = api(format!("/api/3.0/mlflow/traces/{}", tid(500))).await;
+    let on_first = info["trace"]["trace_info"]["assessments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|a| a["assessment_name"] == "session_feedback")
+        .expect("stored on the first trace");
+    assert_eq!(on_first["metadata"]["mlflow.trace.session"], "conv-4521");
+
+    // Users: `g u`, dana's page, her session.
+    find(c, "body").await.send_keys("g").await.expect("g");
+    find(c, "body").await.send_keys("u").await.expect("u");
+    wait_until("the users list", || async {
+        url_of(c)
+            .await
+            .ends_with(&format!("/experiments/{exp}/users"))
+    })
+    .await;
+    find(c, "table.users").await;
+    let all_users = api(format!("/api/tracebox/v1/users?experiment_id={exp}")).await;
+    let all_users = all_users["users"].as_array().cloned().unwrap_or_default();
+    assert_eq!(count(c, "table.users tbody tr").await, all_users.len());
+    let dana = all_users
+        .iter()
+        .find(|u| u["user"] == "dana")
+        .expect("dana");
+    let share = find(c, "tr[data-user='dana'] .share-n")
+        .await
+        .text()
+        .await
+        .expect("text");
+    let want_share = dana["assessments"]["positive_share"]
+        .as_f64()
+        .unwrap_or_default();
+    assert_eq!(share, format!("{:.0}%", want_share * 100.0));
+    shot(c, "users").await;
+    find(c, "tr[data-user='dana'] td.name a")
+        .await
+        .click()
+        .await
+        .expect("open user");
+    find(c, "table.sessions").await;
+    assert!(url_of(c).await.ends_with("/users/dana"));
+    assert_eq!(count(c, "table.sessions tbody tr").await, 1);
+    assert_eq!(
+        find(c, "[data-fact='traces']")
+            .await
+            .text()
+            .await
+            .expect("text"),
+        CONVERSATION.len().to_string()
+    );
+    full_shot(c, "user").await;
+    find(c, "table.sessions td.name a")
+        .await
+        .click()
+        .await
+        .expect("open");
+    wait_until("dana's session", || async {
+        url_of(c).await.ends_with("/sessions/conv-4521")
+    })
+    .await;
+    // Alice's page lists her sessions; each opens as a transcript.
+    c.goto(&format!("{base}/experiments/{exp}/users/alice"))
+        .await
+        .expect("goto");
+    find(c, "table.sessions").await;
+    assert_eq!(count(c, "table.sessions tbody tr").await, alices);
+    find(c, "table.sessions tbody tr:last-child td.name a")
+        .await
+        .click()
+        .await
+        .expect("open");
+    find(c, ".transcript .turn").await;
+    assert!(url_of(c).await.contains("/sessions/s-alice-"));
+
+    // Hostile ids and text: shown as text, nothing runs, links stay ours.
+    let xss_user = "%22%3E%3Csvg%20onload%3Dalert%28%27user%27%29%3E";
+    let xss_session = "javascript%3Aalert%28%27session%27%29";
+    for (name, url) in [
+        ("xss-sessions", format!("{base}/experiments/{exp}/sessions")),
+        (
+            "xss-session",
+            format!("{base}/experiments/{exp}/sessions/{xss_session}"),
+        ),
+        ("xss-users", format!("{base}/experiments/{exp}/users")),
+        (
+            "xss-user",
+            format!("{base}/experiments/{exp}/users/{xss_user}"),
+        ),
+    ] {
+        c.goto(&url).await.expect("goto");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_no_alert(c, name).await;
+        let injected = js(c, "return document.querySelectorAll('img, iframe, script:not([src]), [onerror], [onload], [onmouseover], a[href^=\"javascript:\" i], [src^=\"javascript:\" i]').length").await;
+        assert_eq!(injected, json!(0), "{name}: injected elements");
+        let text = js(c, "return document.body.innerText").await;
+        let text = text.as_str().unwrap_or_default();
+        assert!(
+            text.contains("\"><svg onload=alert('user')>") || name == "xss-session",
+            "{name}: {text}"
+        );
+        if name == "xss-session" {
+            assert!(text.contains("<script>alert('chat')</script>"), "{text}");
+            assert!(text.contains("javascript:alert('session')"));
+            full_shot(c, name).await;
+        }
     }
 }
 

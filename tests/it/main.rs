@@ -22,3 +22,4 @@ mod search_plans;
 mod sessions_api;
 mod tidy;
 mod web;
+mod web_sessions;

@@ -10,39 +10,39 @@ use serde_json::{Value, json};
 use crate::harness::{Client, Server};
 use crate::otlp_http::{SpanSpec, export_protobuf, trace_hex};
 
-const T0: i64 = 1_795_000_000_000;
+pub(crate) const T0: i64 = 1_795_000_000_000;
 const USERS: [&str; 3] = ["alice", "bob", "carol"];
 
 #[derive(Debug, Clone)]
-struct Fb {
-    name: &'static str,
-    source: &'static str,
-    value: Value,
-    session_level: bool,
-    expectation: bool,
+pub(crate) struct Fb {
+    pub(crate) name: &'static str,
+    pub(crate) source: &'static str,
+    pub(crate) value: Value,
+    pub(crate) session_level: bool,
+    pub(crate) expectation: bool,
 }
 
 #[derive(Debug, Clone)]
-struct Turn {
-    seed: u8,
-    trace_id: String,
-    session: Option<String>,
-    user: Option<String>,
-    time: i64,
-    error: bool,
-    tokens_in: i64,
-    tokens_out: i64,
+pub(crate) struct Turn {
+    pub(crate) seed: u8,
+    pub(crate) trace_id: String,
+    pub(crate) session: Option<String>,
+    pub(crate) user: Option<String>,
+    pub(crate) time: i64,
+    pub(crate) error: bool,
+    pub(crate) tokens_in: i64,
+    pub(crate) tokens_out: i64,
     /// Session and user as tags (`update_current_trace(tags=)`) rather than
     /// metadata (`update_current_trace(session_id=, user=)`).
-    in_tags: bool,
-    question: String,
-    answer: String,
-    feedback: Vec<Fb>,
+    pub(crate) in_tags: bool,
+    pub(crate) question: String,
+    pub(crate) answer: String,
+    pub(crate) feedback: Vec<Fb>,
 }
 
 /// Ten sessions of 1-5 turns (one without a user), two session-less traces
 /// of bob's, and one trace with neither.
-fn dataset() -> Vec<Turn> {
+pub(crate) fn dataset() -> Vec<Turn> {
     let mut out = Vec::new();
     let mut seed = 0u8;
     for i in 0..10usize {
@@ -145,7 +145,7 @@ fn dataset() -> Vec<Turn> {
     out
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -224,7 +224,7 @@ async fn log_assessment(c: &Client, t: &Turn, f: &Fb) -> String {
 
 /// Starts a server and loads the data set; spans and info arrive in either
 /// order. Returns the experiment id.
-async fn load(c: &Client, data: &[Turn]) -> String {
+pub(crate) async fn load(c: &Client, data: &[Turn]) -> String {
     let r = c
         .post(
             "/api/2.0/mlflow/experiments/create",

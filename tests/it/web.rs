@@ -15,20 +15,20 @@ use crate::harness::Server;
 use crate::otlp_http::SpanSpec;
 
 /// A cookie-keeping client that does not follow redirects.
-struct Web {
+pub(crate) struct Web {
     base: String,
     http: reqwest::Client,
-    cookies: BTreeMap<String, String>,
+    pub(crate) cookies: BTreeMap<String, String>,
 }
 
-struct Page {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Page {
-    fn header(&self, name: &str) -> String {
+    pub(crate) fn header(&self, name: &str) -> String {
         self.headers
             .get_all(name)
             .iter()
@@ -36,11 +36,11 @@ impl Page {
             .collect::<Vec<_>>()
             .join("\n")
     }
-    fn location(&self) -> String {
+    pub(crate) fn location(&self) -> String {
         self.header("location")
     }
     /// The CSRF token the page's forms carry.
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         let at = self
             .body
             .find("name=\"csrf\" value=\"")
@@ -48,13 +48,13 @@ impl Page {
         let rest = &self.body[at + "name=\"csrf\" value=\"".len()..];
         rest[..rest.find('"').unwrap()].to_string()
     }
-    fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.body.matches("<tr data-href=").count()
     }
 }
 
 impl Web {
-    fn new(s: &Server) -> Web {
+    pub(crate) fn new(s: &Server) -> Web {
         Web {
             base: s.url.clone(),
             http: reqwest::Client::builder()
@@ -100,7 +100,7 @@ impl Web {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let req = self
             .http
             .get(format!("{}{path}", self.base))
@@ -108,7 +108,12 @@ impl Web {
         self.send(req).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Page {
         let mut req = self
             .http
             .post(format!("{}{path}", self.base))
@@ -127,7 +132,7 @@ impl Web {
 }
 
 /// Text as a browser shows it (the five entities askama writes).
-fn unescape(html: &str) -> String {
+pub(crate) fn unescape(html: &str) -> String {
     html.replace("&#60;", "<")
         .replace("&lt;", "<")
         .replace("&#62;", ">")
@@ -140,7 +145,7 @@ fn unescape(html: &str) -> String {
         .replace("&amp;", "&")
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -148,7 +153,7 @@ fn now_ms() -> i64 {
 }
 
 /// One OTLP request carrying many traces: (trace hex, spans, duration ms).
-async fn export_many(s: &Server, exp: &str, traces: &[(String, Vec<SpanSpec>, i64)]) {
+pub(crate) async fn export_many(s: &Server, exp: &str, traces: &[(String, Vec<SpanSpec>, i64)]) {
     let mut req = ExportTraceServiceRequest::default();
     for (hex, spans, dur) in traces {
         let protos = spans
@@ -179,14 +184,14 @@ async fn export_many(s: &Server, exp: &str, traces: &[(String, Vec<SpanSpec>, i6
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
-fn hex_of(i: usize) -> String {
+pub(crate) fn hex_of(i: usize) -> String {
     format!(
         "{:032x}",
         0xabc0_0000_0000_0000u64 as u128 * 1000 + i as u128
     )
 }
 
-async fn new_experiment(s: &Server, name: &str) -> String {
+pub(crate) async fn new_experiment(s: &Server, name: &str) -> String {
     let r = s
         .client()
         .post("/api/2.0/mlflow/experiments/create", json!({"name": name}))
@@ -368,11 +373,15 @@ async fn hostile_trace_content_renders_as_text() {
         unescape(&pages[3].body).contains("<script>alert('chat')</script>"),
         "chat shown as text"
     );
-    // A user/session facet links to our own filter URL, never to the value.
+    // User and session cells link to our own pages (ids percent-encoded),
+    // never to the value itself.
+    assert!(pages[0].body.contains(
+        "class=\"session\" href=\"/experiments/0/sessions/javascript%3Aalert%28%27session%27%29\""
+    ));
     assert!(
         pages[0]
             .body
-            .contains("href=\"/experiments/0/traces?filter=")
+            .contains("class=\"user\" href=\"/experiments/0/users/%3Csvg")
     );
 }
 
