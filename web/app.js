@@ -336,6 +336,15 @@
     }
   }
 
+  // Buttons that destroy something ask first (`data-confirm`); without
+  // JavaScript the form simply posts.
+  function setupConfirm() {
+    doc.addEventListener("submit", function (e) {
+      var b = e.submitter;
+      if (b && b.dataset && b.dataset.confirm && !window.confirm(b.dataset.confirm)) e.preventDefault();
+    });
+  }
+
   function enhance(root) {
     localize(root);
     setupTabs(root);
@@ -350,6 +359,7 @@
     setupTree();
     setupFeedback();
     setupMenus();
+    setupConfirm();
     doc.addEventListener("keydown", onKey);
   }
   if (doc.readyState === "loading") doc.addEventListener("DOMContentLoaded", init);

@@ -213,15 +213,8 @@ fn build_payload(
             value_type: spec::value_type_schema(value_type).map_err(anyhow::Error::msg)?,
         }
     } else {
-        let class = spec::BUILTIN_KINDS
-            .iter()
-            .find(|(k, c)| *k == kind || *c == kind)
-            .map(|(_, c)| c.to_string())
-            .ok_or_else(|| {
-                let kinds: Vec<&str> = spec::BUILTIN_KINDS.iter().map(|(k, _)| *k).collect();
-                anyhow::anyhow!("--kind must be one of: {}, custom", kinds.join(", "))
-            })?;
-        NewJudge::Builtin { class, guidelines }
+        spec::builtin(&kind, guidelines)
+            .map_err(|e| anyhow::anyhow!("--kind: {e}, or custom"))?
     };
     spec::build(name, &judge, model.as_deref()).map_err(anyhow::Error::msg)
 }

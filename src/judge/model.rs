@@ -182,6 +182,14 @@ impl Models {
         &self.settings
     }
 
+    /// The `gateway:/NAME` URIs configured in `tracebox.toml`, by name.
+    pub fn gateway_uris(&self) -> Vec<String> {
+        self.gateways
+            .keys()
+            .map(|k| format!("gateway:/{k}"))
+            .collect()
+    }
+
     /// The model used when a scorer names none.
     pub fn default_model(&self) -> String {
         self.settings

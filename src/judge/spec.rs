@@ -393,6 +393,21 @@ pub const BUILTIN_KINDS: &[(&str, &str)] = &[
     ("pii", "PIIDetection"),
 ];
 
+/// The builtin judge a kind names: a CLI name from [`BUILTIN_KINDS`] or an
+/// MLflow class name, with its guidelines (used by `tracebox judges add`
+/// and the UI's judge form).
+pub fn builtin(kind: &str, guidelines: Vec<String>) -> Result<NewJudge, String> {
+    let class = BUILTIN_KINDS
+        .iter()
+        .find(|(k, c)| *k == kind || *c == kind)
+        .map(|(_, c)| c.to_string())
+        .ok_or_else(|| {
+            let kinds: Vec<&str> = BUILTIN_KINDS.iter().map(|(k, _)| *k).collect();
+            format!("the kind must be one of: {}", kinds.join(", "))
+        })?;
+    Ok(NewJudge::Builtin { class, guidelines })
+}
+
 /// Builds the payload MLflow's client would send for the same judge, as
 /// Python's `json.dumps` writes it.
 pub fn build(name: &str, judge: &NewJudge, model: Option<&str>) -> Result<String, String> {
@@ -407,7 +422,7 @@ pub fn build(name: &str, judge: &NewJudge, model: Option<&str>) -> Result<String
                 serde_json::from_str(template).map_err(|e| format!("bad template: {e}"))?;
             let needs_guidelines = class == "Guidelines" || class == "ConversationalGuidelines";
             if needs_guidelines && guidelines.is_empty() {
-                return Err(format!("{class} needs at least one --guidelines"));
+                return Err(format!("{class} needs at least one guideline"));
             }
             v["name"] = json!(name);
             let d = &mut v["builtin_scorer_pydantic_data"];

@@ -2,10 +2,12 @@
 //! unfiltered (fast at any size), direct aggregation over the traces a
 //! filter or full-text query selects otherwise — the same filter string
 //! and `text` the trace list takes, planned by the same code
-//! (`plan::build_where`), so the numbers describe the same traces.
+//! (`plan::build_where`), so the numbers describe the same traces. Judge
+//! pass rates follow the same split (`store::judge_stats`).
 
 use super::{QueryEngine, QueryError, parse_filter, plan, resolve};
 use crate::index::TextQuery;
+use crate::store::judge_stats::JudgeSeries;
 use crate::store::stats::{HOUR_MS, Series};
 
 /// One series request.
@@ -72,6 +74,68 @@ impl QueryEngine {
                                 req.from_ms,
                                 req.to_ms,
                                 req.bucket_ms,
+                            )
+                            .map_err(QueryError::from)
+                        },
+                    ),
+                )
+            })
+            .await?
+    }
+    /// Judge pass rates per bucket over a time range: rollups when the view
+    /// is unfiltered, the evaluations of the selected traces otherwise.
+    pub async fn judge_series(&self, req: StatsRequest) -> Result<JudgeSeries, QueryError> {
+        if req.to_ms <= req.from_ms || req.bucket_ms <= 0 {
+            return Err(QueryError::Invalid(
+                "the time range is empty or the bucket size is not positive".into(),
+            ));
+        }
+        if (req.to_ms - req.from_ms) / req.bucket_ms > 10_000 {
+            return Err(QueryError::Invalid("a series needs at most 10000 buckets".into()));
+        }
+        let filter = match non_blank(&req.filter) {
+            Some(f) => parse_filter(f)?.map(|e| resolve(&e)).transpose()?,
+            None => None,
+        };
+        let text = match non_blank(&req.text) {
+            Some(t) => Some(TextQuery::parse_user(t).map_err(QueryError::Invalid)?),
+            None => None,
+        };
+        let unfiltered = filter.is_none() && text.is_none();
+        if unfiltered && req.bucket_ms % HOUR_MS == 0 {
+            return Ok(self
+                .store
+                .judge_rollup_series(req.experiment_id, req.from_ms, req.to_ms, req.bucket_ms)
+                .await?);
+        }
+        let needs_index = text.is_some() || filter.as_ref().is_some_and(super::uses_index);
+        if needs_index && self.index.is_none() {
+            return Err(QueryError::Index(
+                "full-text search is not available in this process".into(),
+            ));
+        }
+        let index = self.index.clone();
+        self.store
+            .read(move |c| {
+                let env = plan::Env {
+                    conn: c,
+                    index: index.as_ref(),
+                    scope: plan::Scope::Experiments(vec![req.experiment_id]),
+                    high_water: i64::MAX,
+                    fetch: 0,
+                };
+                Ok(
+                    plan::build_where(&env, filter.as_ref(), text.as_ref()).and_then(
+                        |(cond, params)| {
+                            crate::store::judge_stats::filtered_series(
+                                c,
+                                req.experiment_id,
+                                &cond,
+                                &params,
+                                req.from_ms,
+                                req.to_ms,
+                                req.bucket_ms,
+                                unfiltered,
                             )
                             .map_err(QueryError::from)
                         },

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_judges.sql"),
     include_str!("../../migrations/0006_span_value_attrs.sql"),
     include_str!("../../migrations/0007_search.sql"),
+    include_str!("../../migrations/0008_judge_stats.sql"),
 ];
 
 /// The schema version this build writes.

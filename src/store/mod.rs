@@ -15,6 +15,7 @@ pub mod experiments;
 mod functions;
 pub mod index_feed;
 pub mod judge_queue;
+pub mod judge_stats;
 pub mod maintenance;
 mod migrate;
 mod pool;

@@ -18,7 +18,7 @@ pub struct ExpLink {
 pub struct Chrome {
     pub title: String,
     /// Which navigation entry is active: `traces`, `sessions`, `users`,
-    /// `dashboard`, `experiments`.
+    /// `judges`, `dashboard`, `experiments`.
     pub section: &'static str,
     pub experiment: Option<ExpLink>,
     pub experiments: Vec<ExpLink>,
@@ -83,6 +83,7 @@ impl Chrome {
             "dashboard" => "dashboard",
             "sessions" => "sessions",
             "users" => "users",
+            "judges" => "judges",
             _ => "traces",
         }
     }

@@ -16,6 +16,7 @@ mod error;
 mod experiments;
 mod feedback;
 mod format;
+mod judges;
 mod json_view;
 mod layout;
 mod paging;
@@ -65,6 +66,14 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/experiments/{experiment_id}/sessions/{session_id}/assessments/{assessment_id}/delete",
             post(sessions::delete_assessment),
+        )
+        .route(
+            "/experiments/{experiment_id}/judges",
+            get(judges::page).post(judges::create),
+        )
+        .route(
+            "/experiments/{experiment_id}/judges/{action}",
+            post(judges::act),
         )
         .route("/experiments/{experiment_id}/users", get(users::list))
         .route(
