@@ -213,8 +213,7 @@ fn build_payload(
             value_type: spec::value_type_schema(value_type).map_err(anyhow::Error::msg)?,
         }
     } else {
-        spec::builtin(&kind, guidelines)
-            .map_err(|e| anyhow::anyhow!("--kind: {e}, or custom"))?
+        spec::builtin(&kind, guidelines).map_err(|e| anyhow::anyhow!("--kind: {e}, or custom"))?
     };
     spec::build(name, &judge, model.as_deref()).map_err(anyhow::Error::msg)
 }

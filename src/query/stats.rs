@@ -91,7 +91,9 @@ impl QueryEngine {
             ));
         }
         if (req.to_ms - req.from_ms) / req.bucket_ms > 10_000 {
-            return Err(QueryError::Invalid("a series needs at most 10000 buckets".into()));
+            return Err(QueryError::Invalid(
+                "a series needs at most 10000 buckets".into(),
+            ));
         }
         let filter = match non_blank(&req.filter) {
             Some(f) => parse_filter(f)?.map(|e| resolve(&e)).transpose()?,

@@ -165,7 +165,11 @@ fn tally_rows(
 }
 
 /// One hour of one experiment, straight from the task tables.
-fn aggregate_hour(conn: &Connection, experiment_id: i64, hour: i64) -> Result<Vec<(String, Tally)>> {
+fn aggregate_hour(
+    conn: &Connection,
+    experiment_id: i64,
+    hour: i64,
+) -> Result<Vec<(String, Tally)>> {
     let (from, to) = (hour * HOUR_MS, (hour + 1) * HOUR_MS);
     let mut traces = conn.prepare_cached(
         "SELECT jt.scorer_id, sum(jt.verdict), count(*)
@@ -187,8 +191,8 @@ fn aggregate_hour(conn: &Connection, experiment_id: i64, hour: i64) -> Result<Ve
 
 /// Recomputes the dirty buckets of one experiment in the caller's snapshot.
 pub fn recompute_dirty(conn: &Connection, experiment_id: i64) -> Result<Vec<Recomputed>> {
-    let mut stmt = conn
-        .prepare_cached("SELECT hour, gen FROM judge_stats_dirty WHERE experiment_id = ?1")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT hour, gen FROM judge_stats_dirty WHERE experiment_id = ?1")?;
     let marks: Vec<(i64, i64)> = stmt
         .query_map([experiment_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
@@ -208,9 +212,8 @@ pub fn recompute_dirty(conn: &Connection, experiment_id: i64) -> Result<Vec<Reco
 /// Writes recomputed buckets and clears the marks they answered; a mark
 /// bumped since (new verdicts) stays.
 pub fn store_recomputed(conn: &Connection, done: &[Recomputed]) -> Result<()> {
-    let mut remove = conn.prepare_cached(
-        "DELETE FROM judge_stats_hourly WHERE experiment_id = ?1 AND hour = ?2",
-    )?;
+    let mut remove = conn
+        .prepare_cached("DELETE FROM judge_stats_hourly WHERE experiment_id = ?1 AND hour = ?2")?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO judge_stats_hourly (experiment_id, hour, scorer_id, passed, verdicts)
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -386,7 +389,13 @@ mod tests {
         b.add(8 * HOUR_MS, "a", pass); // past the end
         b.add(4 * HOUR_MS, "a", pass); // before the start
         let line = &b.by_scorer["a"];
-        assert_eq!(line[0], Tally { passed: 1, verdicts: 2 });
+        assert_eq!(
+            line[0],
+            Tally {
+                passed: 1,
+                verdicts: 2
+            }
+        );
         assert_eq!(line[1], Tally::default());
         assert_eq!(line[2], pass);
         assert_eq!(line[0].rate(), Some(0.5));

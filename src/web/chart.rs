@@ -48,7 +48,7 @@ pub struct Hit {
 }
 
 pub struct Legend {
-    pub label: &'static str,
+    pub label: String,
     pub class: &'static str,
 }
 
@@ -72,11 +72,13 @@ pub struct Chart {
     pub hits: Vec<Hit>,
     pub legend: Vec<Legend>,
     pub empty: bool,
+    /// What an empty chart says.
+    pub empty_note: &'static str,
 }
 
 /// One series of a chart.
 pub struct SeriesSpec<'a> {
-    pub label: &'static str,
+    pub label: &'a str,
     pub class: &'static str,
     pub values: &'a [Option<f64>],
 }
@@ -204,6 +206,7 @@ fn base(
             hits,
             legend: Vec::new(),
             empty: starts.is_empty(),
+            empty_note: "No traces in this range",
         },
         fr,
     )
@@ -248,7 +251,7 @@ pub fn stacked_bars(
     c.legend = series
         .iter()
         .map(|s| Legend {
-            label: s.label,
+            label: s.label.to_string(),
             class: s.class,
         })
         .collect();
@@ -274,6 +277,37 @@ pub fn lines(
         .cloned()
         .fold(0.0, f64::max);
     let y_max = nice_ceil(max.max(y_floor_max));
+    lines_to(
+        title, headline, starts, bucket_ms, series, y_fmt, y_max, titles,
+    )
+}
+
+/// Lines of fractions on a fixed 0–100% axis (pass rates).
+pub fn share_lines(
+    title: &'static str,
+    headline: String,
+    starts: &[i64],
+    bucket_ms: i64,
+    series: &[SeriesSpec<'_>],
+    titles: Vec<String>,
+) -> Chart {
+    let pct = |v: f64| format!("{:.0}%", v * 100.0);
+    lines_to(
+        title, headline, starts, bucket_ms, series, &pct, 1.0, titles,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn lines_to(
+    title: &'static str,
+    headline: String,
+    starts: &[i64],
+    bucket_ms: i64,
+    series: &[SeriesSpec<'_>],
+    y_fmt: &dyn Fn(f64) -> String,
+    y_max: f64,
+    titles: Vec<String>,
+) -> Chart {
     let (mut c, fr) = base(title, headline, starts, bucket_ms, y_max, y_fmt, titles);
     for s in series {
         let mut run: Vec<String> = Vec::new();
@@ -306,7 +340,7 @@ pub fn lines(
     c.legend = series
         .iter()
         .map(|s| Legend {
-            label: s.label,
+            label: s.label.to_string(),
             class: s.class,
         })
         .collect();

@@ -1,6 +1,6 @@
 //! The dashboard of one experiment: trace volume, error rate, latency
-//! p50/p95 and token use over a time range, optionally for the traces a
-//! filter selects, as server-rendered SVG charts.
+//! p50/p95, token use and judge pass rates over a time range, optionally
+//! for the traces a filter selects, as server-rendered SVG charts.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -18,9 +18,14 @@ use crate::app::AppState;
 use crate::domain::now_ms;
 use crate::query::check_filter;
 use crate::query::stats::StatsRequest;
+use crate::store::judge_stats::JudgeSeries;
 use crate::store::stats::{Agg, HOUR_MS, Series};
 
 const MIN_MS: i64 = 60_000;
+/// Judges drawn in the pass-rate chart (the most judged ones); colours
+/// `s-j0`..`s-j5` in the stylesheet.
+const MAX_JUDGE_LINES: usize = 6;
+const JUDGE_CLASSES: [&str; MAX_JUDGE_LINES] = ["s-j0", "s-j1", "s-j2", "s-j3", "s-j4", "s-j5"];
 const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// Bucket width for a range: about 12–90 buckets whatever the range.
@@ -55,6 +60,9 @@ pub struct DashboardPage {
     examples: &'static [&'static str],
     kpis: Vec<Kpi>,
     charts: Vec<Chart>,
+    judge_chart: Chart,
+    /// Judges with verdicts left out of the chart (beyond the busiest few).
+    judges_omitted: usize,
     period: String,
     traces_href: String,
     filtered: bool,
@@ -243,6 +251,74 @@ fn charts(series: &Series) -> Vec<Chart> {
     ]
 }
 
+/// Pass rate per judge and bucket: one line per judge (the most judged
+/// few), a gap where a judge gave no verdict.
+fn judge_chart(js: &JudgeSeries) -> (Chart, usize) {
+    let mut lines: Vec<_> = js.judges.iter().collect();
+    lines.sort_by_key(|l| std::cmp::Reverse(l.total().verdicts));
+    let omitted = lines.len().saturating_sub(MAX_JUDGE_LINES);
+    lines.truncate(MAX_JUDGE_LINES);
+    lines.sort_by(|a, b| a.name.cmp(&b.name));
+    let values: Vec<Vec<Option<f64>>> = lines
+        .iter()
+        .map(|l| l.points.iter().map(|p| p.rate()).collect())
+        .collect();
+    let specs: Vec<SeriesSpec<'_>> = lines
+        .iter()
+        .zip(&values)
+        .zip(JUDGE_CLASSES)
+        .map(|((l, v), class)| SeriesSpec {
+            label: &l.name,
+            class,
+            values: v,
+        })
+        .collect();
+    let titles: Vec<String> = js
+        .starts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut s = chart::bucket_label(*t, js.bucket_ms);
+            for l in &lines {
+                let p = l.points[i];
+                if let Some(r) = p.rate() {
+                    s.push_str(&format!(
+                        "\n{}: {} ({} of {})",
+                        l.name,
+                        format::percent(r),
+                        format::int(p.passed as i64),
+                        format::int(p.verdicts as i64)
+                    ));
+                }
+            }
+            s
+        })
+        .collect();
+    let (passed, verdicts) = lines.iter().fold((0, 0), |(p, v), l| {
+        let t = l.total();
+        (p + t.passed, v + t.verdicts)
+    });
+    let headline = if verdicts > 0 {
+        format!(
+            "{} of {} verdicts passed",
+            format::int(passed as i64),
+            format::int(verdicts as i64)
+        )
+    } else {
+        String::new()
+    };
+    let mut c = chart::share_lines(
+        "Judge pass rate",
+        headline,
+        &js.starts,
+        js.bucket_ms,
+        &specs,
+        titles,
+    );
+    c.empty_note = "No judge verdicts in this range";
+    (c, omitted)
+}
+
 fn kpis(total: &Agg) -> Vec<Kpi> {
     let rate = total.error_rate();
     vec![
@@ -339,7 +415,8 @@ pub async fn page(
             to_ms: to,
             bucket_ms: bucket,
         };
-        match app.query.series(req).await {
+        let (s, j) = tokio::join!(app.query.series(req.clone()), app.query.judge_series(req));
+        match s.and_then(|s| j.map(|j| (s, j))) {
             Ok(s) => Some(s),
             Err(
                 e
@@ -353,10 +430,18 @@ pub async fn page(
     } else {
         None
     };
-    let series = series.unwrap_or(Series {
-        bucket_ms: bucket,
-        points: Vec::new(),
-    });
+    let (series, judges) = series.unwrap_or((
+        Series {
+            bucket_ms: bucket,
+            points: Vec::new(),
+        },
+        JudgeSeries {
+            bucket_ms: bucket,
+            starts: Vec::new(),
+            judges: Vec::new(),
+        },
+    ));
+    let (judge_chart, judges_omitted) = judge_chart(&judges);
     let total = series.total();
     let period = format!(
         "{} – {} UTC",
@@ -376,6 +461,8 @@ pub async fn page(
         examples: EXAMPLES,
         kpis: kpis(&total),
         charts: charts(&series),
+        judge_chart,
+        judges_omitted,
         period,
         traces_href: query.href(&format!("/experiments/{experiment_id}/traces"), &[]),
         filtered: !filter.is_empty() || !query.q.trim().is_empty(),

@@ -180,7 +180,13 @@ fn state_label(state: &str) -> &'static str {
     }
 }
 
-fn row(experiment_id: i64, j: &JudgeStatus, recent: Option<f64>, now: i64, default_model: &str) -> JudgeRow {
+fn row(
+    experiment_id: i64,
+    j: &JudgeStatus,
+    recent: Option<f64>,
+    now: i64,
+    default_model: &str,
+) -> JudgeRow {
     let pass = share(j.passed, j.verdicts - j.passed, 0, 0).map(|mut s| {
         s.title = format!(
             "{} of {} verdicts passed",
@@ -222,7 +228,10 @@ fn row(experiment_id: i64, j: &JudgeStatus, recent: Option<f64>, now: i64, defau
             .unwrap_or_default(),
         last_error: j.last_error.clone(),
         last_iso: j.last_evaluated_ms.map(format::iso),
-        last_label: j.last_evaluated_ms.map(format::datetime).unwrap_or_default(),
+        last_label: j
+            .last_evaluated_ms
+            .map(format::datetime)
+            .unwrap_or_default(),
         last_ago: j
             .last_evaluated_ms
             .map(|t| format::ago(t, now))
@@ -384,7 +393,15 @@ async fn refused(
     r: Refusal,
     create: Option<CreateForm>,
 ) -> WebResult<Response> {
-    let page = render(app, ctx, experiment_id, JudgesQuery::default(), Some(r), create).await?;
+    let page = render(
+        app,
+        ctx,
+        experiment_id,
+        JudgesQuery::default(),
+        Some(r),
+        create,
+    )
+    .await?;
     Ok((StatusCode::BAD_REQUEST, page).into_response())
 }
 
@@ -425,7 +442,11 @@ pub async fn create(
     match create_judge(&app, experiment_id, &f).await {
         Ok(started) => Ok(done(
             experiment_id,
-            if started { "created-started" } else { "created" },
+            if started {
+                "created-started"
+            } else {
+                "created"
+            },
         )),
         Err(e) => {
             let r = refusal(e, which)?;
@@ -500,7 +521,9 @@ pub async fn act(
 ) -> WebResult<Response> {
     ctx.verify(&headers, &f.csrf)?;
     let outcome = match action.as_str() {
-        "start" => start(&app, experiment_id, &f).await.map(|_| "started".to_string()),
+        "start" => start(&app, experiment_id, &f)
+            .await
+            .map(|_| "started".to_string()),
         "stop" => stop(&app, experiment_id, &f.name)
             .await
             .map(|_| "stopped".to_string()),
@@ -512,9 +535,9 @@ pub async fn act(
                 .map(|_| "deleted".to_string())
                 .map_err(WebError::from)
         }
-        "backfill" => run_backfill(&app, experiment_id, &f).await.map(|s| {
-            format!("backfill&matched={}&queued={}", s.matched, s.queued)
-        }),
+        "backfill" => run_backfill(&app, experiment_id, &f)
+            .await
+            .map(|s| format!("backfill&matched={}&queued={}", s.matched, s.queued)),
         _ => return Err(WebError::not_found("No such judge action")),
     };
     match outcome {

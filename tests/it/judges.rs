@@ -20,7 +20,7 @@ use crate::otlp_http::SpanSpec;
 
 // ---------------------------------------------------------------- helpers
 
-fn toml(fake: &FakeLlm, judges: &str) -> String {
+pub(crate) fn toml(fake: &FakeLlm, judges: &str) -> String {
     format!(
         "[gateway.judge]\nbase_url = \"{}\"\nmodel = \"fake-judge\"\n\n[judges]\n\
          trace_settle_secs = 0.3\nretry_base_secs = 0.05\n{judges}\n",
@@ -28,14 +28,14 @@ fn toml(fake: &FakeLlm, judges: &str) -> String {
     )
 }
 
-fn boot(config: &str) -> (tempfile::TempDir, Server) {
+pub(crate) fn boot(config: &str) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tracebox.toml"), config).unwrap();
     let s = Server::start_in(dir.path(), &[]);
     (dir, s)
 }
 
-fn guidelines(name: &str, model: &str) -> String {
+pub(crate) fn guidelines(name: &str, model: &str) -> String {
     build(
         name,
         &NewJudge::Builtin {
@@ -87,17 +87,17 @@ async fn create_experiment(c: &Client, name: &str) -> String {
 /// A trace to send: a root span with inputs/outputs, optionally a child
 /// retriever, and (optionally) client trace info with tags and session.
 #[derive(Clone)]
-struct T {
-    hex: String,
+pub(crate) struct T {
+    pub(crate) hex: String,
     inputs: Value,
     outputs: Value,
     tags: Value,
     session: Option<String>,
-    start_ms: i64,
+    pub(crate) start_ms: i64,
 }
 
 impl T {
-    fn new(n: u64, question: &str, answer: &str) -> T {
+    pub(crate) fn new(n: u64, question: &str, answer: &str) -> T {
         T {
             hex: format!("{:032x}", 0xabc0_0000_0000u64 + n),
             inputs: json!({"question": question}),
@@ -107,14 +107,14 @@ impl T {
             start_ms: 1_795_625_977_000 + n as i64 * 1000,
         }
     }
-    fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         format!("tr-{}", self.hex)
     }
-    fn tag(mut self, k: &str, v: &str) -> T {
+    pub(crate) fn tag(mut self, k: &str, v: &str) -> T {
         self.tags[k] = json!(v);
         self
     }
-    fn session(mut self, s: &str) -> T {
+    pub(crate) fn session(mut self, s: &str) -> T {
         self.session = Some(s.into());
         self
     }
@@ -152,7 +152,7 @@ impl T {
 }
 
 /// Sends the spans of many traces in one OTLP request.
-async fn send_spans(c: &Client, exp: &str, traces: &[T]) {
+pub(crate) async fn send_spans(c: &Client, exp: &str, traces: &[T]) {
     let spans = traces
         .iter()
         .flat_map(|t| t.spans().into_iter().map(|s| s.to_proto(&t.hex)))
@@ -177,12 +177,12 @@ async fn send_spans(c: &Client, exp: &str, traces: &[T]) {
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
-async fn send_info(c: &Client, exp: &str, t: &T) {
+pub(crate) async fn send_info(c: &Client, exp: &str, t: &T) {
     let r = c.post("/api/3.0/mlflow/traces", t.info(exp)).await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
 
-async fn send(c: &Client, exp: &str, t: &T) {
+pub(crate) async fn send(c: &Client, exp: &str, t: &T) {
     send_spans(c, exp, std::slice::from_ref(t)).await;
     send_info(c, exp, t).await;
 }
@@ -196,7 +196,7 @@ async fn assessments(c: &Client, trace_id: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-async fn judged_by(c: &Client, trace_id: &str, name: &str) -> Vec<Value> {
+pub(crate) async fn judged_by(c: &Client, trace_id: &str, name: &str) -> Vec<Value> {
     assessments(c, trace_id)
         .await
         .into_iter()
@@ -204,7 +204,7 @@ async fn judged_by(c: &Client, trace_id: &str, name: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
+pub(crate) async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -219,7 +219,7 @@ where
     panic!("timed out waiting for {what}");
 }
 
-async fn status(c: &Client, exp: &str) -> Value {
+pub(crate) async fn status(c: &Client, exp: &str) -> Value {
     let r = c
         .get(&format!("/api/tracebox/v1/judges?experiment_id={exp}"))
         .await;
@@ -227,7 +227,7 @@ async fn status(c: &Client, exp: &str) -> Value {
     r.body
 }
 
-fn judge<'a>(status: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn judge<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["judges"]
         .as_array()
         .unwrap()

@@ -22,4 +22,5 @@ mod search_plans;
 mod sessions_api;
 mod tidy;
 mod web;
+mod web_judges;
 mod web_sessions;
