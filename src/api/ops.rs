@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiResult;
 use crate::app::{AppState, dir_size, disk_available};
-use crate::ops::retention::{RetentionRun, STATE_KEY, Settings};
+use crate::ops::retention::{RetentionRun, Settings};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/tracebox/v1/status", get(status))
@@ -40,16 +40,7 @@ async fn status(State(app): State<AppState>) -> ApiResult<Json<Value>> {
             .await
             .unwrap_or((0, None));
     let settings = Settings::from_state(&app);
-    let last = app.ops.retention.lock().clone();
-    let last = match last {
-        Some(r) => Some(r),
-        // Before this process's first pass: the last one persisted.
-        None => app
-            .store
-            .get_state(STATE_KEY.into())
-            .await?
-            .and_then(|s| serde_json::from_str::<RetentionRun>(&s).ok()),
-    };
+    let last = crate::ops::retention::last_run(&app).await?;
     let mut forward = app.ops.forward.lock().clone();
     if let Some(f) = &mut forward {
         // Fresh, rather than as of the forwarder's last attempt (which may

@@ -51,6 +51,20 @@ pub struct RetentionRun {
     pub warning: Option<String>,
 }
 
+/// The last pass: this process's, or before its first one, the one the
+/// previous process persisted (what the status endpoint and the UI show).
+pub async fn last_run(state: &AppState) -> crate::store::Result<Option<RetentionRun>> {
+    let last = state.ops.retention.lock().clone();
+    Ok(match last {
+        Some(r) => Some(r),
+        None => state
+            .store
+            .get_state(STATE_KEY.into())
+            .await?
+            .and_then(|s| serde_json::from_str::<RetentionRun>(&s).ok()),
+    })
+}
+
 /// Retention settings as the status endpoint shows them.
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -1,5 +1,7 @@
 //! The landing redirect and the experiments list (volume from the hourly
-//! rollups, so the page costs the same at a million traces as at ten).
+//! rollups, so the page costs the same at a million traces as at ten), with
+//! the retention policy and its last run (the settings and record the
+//! status endpoint reports).
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -14,6 +16,7 @@ use super::layout::Chrome;
 use super::session::Ctx;
 use crate::app::AppState;
 use crate::domain::now_ms;
+use crate::ops::retention::{self, Settings};
 use crate::store::experiments::ViewType;
 
 /// Days of volume in each row's sparkline.
@@ -32,6 +35,7 @@ pub struct ExpRow {
     pub id: i64,
     pub traces_href: String,
     pub dashboard_href: String,
+    pub judges_href: String,
     pub traces: String,
     pub last_iso: Option<String>,
     pub last_label: String,
@@ -47,6 +51,56 @@ pub struct ExpRow {
 pub struct ExperimentsPage {
     chrome: Chrome,
     rows: Vec<ExpRow>,
+    retention: RetentionNote,
+}
+
+/// The retention policy in words, and what its last pass did.
+pub struct RetentionNote {
+    pub enabled: bool,
+    pub policy: String,
+    pub last_run: Option<String>,
+    pub last_error: Option<String>,
+}
+
+fn retention_note(s: &Settings, last: Option<&retention::RetentionRun>, now: i64) -> RetentionNote {
+    let mut rules = Vec::new();
+    if s.retention_days > 0 {
+        rules.push(format!(
+            "traces older than {} day{} are deleted",
+            s.retention_days,
+            if s.retention_days == 1 { "" } else { "s" }
+        ));
+    }
+    if let Some(max) = s.max_disk_bytes {
+        rules.push(format!(
+            "the oldest traces are deleted while the data directory is over {}",
+            format::bytes(max)
+        ));
+    }
+    let policy = if rules.is_empty() {
+        "Retention is off: traces are kept until they are deleted.".to_string()
+    } else {
+        let mut p = format!("Retention: {}", rules.join("; "));
+        p.push_str(&format!(
+            " (checked every {}).",
+            format::duration_ms(s.interval.as_millis() as f64)
+        ));
+        p
+    };
+    RetentionNote {
+        enabled: s.enabled(),
+        policy,
+        last_run: last.map(|r| {
+            format!(
+                "Last run {}: {} deleted by age, {} by size, {} reclaimed.",
+                format::ago(r.finished_ms, now),
+                format::int(r.deleted_by_age as i64),
+                format::int(r.deleted_by_size as i64),
+                format::bytes(r.reclaimed_bytes)
+            )
+        }),
+        last_error: last.and_then(|r| r.error.clone().or_else(|| r.warning.clone())),
+    }
 }
 
 pub async fn list(
@@ -74,6 +128,7 @@ pub async fn list(
                 ExpRow {
                     traces_href: format!("/experiments/{}/traces", e.experiment_id),
                     dashboard_href: format!("/experiments/{}/dashboard", e.experiment_id),
+                    judges_href: format!("/experiments/{}/judges", e.experiment_id),
                     name: e.name,
                     id: e.experiment_id,
                     traces: format::int(a.traces as i64),
@@ -92,8 +147,10 @@ pub async fn list(
         })
         .collect();
     rows.sort_by_key(|(last, r)| (std::cmp::Reverse(*last), r.name.to_lowercase()));
+    let last = retention::last_run(&app).await?;
     Ok(ExperimentsPage {
         chrome,
         rows: rows.into_iter().map(|(_, r)| r).collect(),
+        retention: retention_note(&Settings::from_state(&app), last.as_ref(), now),
     })
 }

@@ -67,6 +67,24 @@ pub fn compact(n: f64) -> String {
     }
 }
 
+/// A size in bytes, in binary units (`1.5 GiB`).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} bytes")
+    } else if v < 10.0 {
+        format!("{v:.1} {}", UNITS[u])
+    } else {
+        format!("{v:.0} {}", UNITS[u])
+    }
+}
+
 pub fn percent(f: f64) -> String {
     let p = f * 100.0;
     if p == 0.0 {

@@ -510,3 +510,43 @@ async fn dashboard_charts_judge_pass_rates_from_rollups_and_filters() {
     assert!(judge_tooltips(&dash.body, "polite").is_empty());
     assert!(dash.body.contains("No judge verdicts in this range"));
 }
+
+#[tokio::test]
+async fn experiments_page_states_the_retention_the_status_endpoint_reports() {
+    use crate::harness::Server;
+    for (args, want) in [
+        (
+            vec!["--retention-days", "30", "--max-disk", "2G"],
+            "Retention: traces older than 30 days are deleted; the oldest traces are deleted while the data directory is over 2.0 GiB",
+        ),
+        (
+            vec!["--retention-days", "0", "--max-disk", "off"],
+            "Retention is off: traces are kept until they are deleted.",
+        ),
+    ] {
+        let s = Server::start_with(&args);
+        let st = s.client().get("/api/tracebox/v1/status").await;
+        assert_eq!(st.status, 200, "{}", st.text);
+        let r = &st.body["retention"];
+        let mut w = Web::new(&s);
+        let page = w.get("/experiments").await;
+        assert_eq!(page.status, 200);
+        let at = page
+            .body
+            .find("id=\"retention\"")
+            .expect("the retention note");
+        let note = unescape(&page.body[at..at + page.body[at..].find("</p>").unwrap()]);
+        assert!(note.contains(want), "{note}");
+        assert_eq!(
+            note.contains("data-retention=\"on\""),
+            r["enabled"] == true,
+            "{note} vs {r}"
+        );
+        if r["enabled"] == true {
+            assert!(note.contains(&format!(
+                "older than {} days",
+                r["retention_days"].as_u64().unwrap()
+            )));
+        }
+    }
+}
