@@ -6,6 +6,8 @@
 //! Skips (passing, with a message) when `chromedriver` or `chromium` is not
 //! installed, so `cargo nextest run` works on machines without a browser.
 
+#[path = "../it/fake_llm.rs"]
+mod fake_llm;
 #[path = "../it/harness.rs"]
 mod harness;
 
@@ -537,7 +539,18 @@ async fn ui_in_a_real_browser() {
         return;
     }
 
-    let s = Server::start();
+    // Judges call a scripted OpenAI-compatible server on loopback.
+    let fake = fake_llm::FakeLlm::start().await;
+    let data = tempfile::tempdir().expect("data dir");
+    std::fs::write(
+        data.path().join("tracebox.toml"),
+        format!(
+            "[gateway.judge]\nbase_url = \"{}\"\nmodel = \"fake-judge\"\n\n[judges]\ntrace_settle_secs = 0.3\n",
+            fake.base_url
+        ),
+    )
+    .expect("config");
+    let s = Server::start_in(data.path(), &[]);
     let created = reqwest::Client::new()
         .post(format!("{}/api/2.0/mlflow/experiments/create", s.url))
         .json(&json!({"name": "support-bot"}))
@@ -561,6 +574,7 @@ async fn ui_in_a_real_browser() {
     scenario(&c, &s, &exp).await;
     send_conversation(&s, &exp).await;
     sessions_scenario(&c, &s, &exp).await;
+    judges_scenario(&c, &s, &exp, &fake).await;
     let _ = c.close().await;
 
     // Dark mode, for the screenshots (same pages, other colour scheme).
@@ -600,6 +614,11 @@ async fn ui_in_a_real_browser() {
             .expect("goto");
         find(&d, "table.users").await;
         shot(&d, "dark-users").await;
+        d.goto(&format!("{}/experiments/{exp}/judges", s.url))
+            .await
+            .expect("goto");
+        find(&d, "article.judge").await;
+        full_shot(&d, "dark-judges").await;
     } else {
         eprintln!("note: this Chromium ignored --force-dark-mode; no dark screenshots");
     }
@@ -918,7 +937,9 @@ async fn scenario(c: &Client, s: &Server, exp: &str) {
     })
     .await;
     find(c, ".chart").await;
-    assert_eq!(count(c, "figure.chart").await, 4);
+    // Volume, error rate, latency, tokens, and judge pass rates.
+    assert_eq!(count(c, "figure.chart").await, 5);
+    find(c, "#judge-pass-rate .empty-note").await;
     let traces_kpi = find(c, ".kpi .kpi-value").await.text().await.expect("text");
     assert_eq!(traces_kpi, "25");
     c.goto(&format!("{base}/experiments/{exp}/dashboard?range=24h"))
@@ -1021,6 +1042,179 @@ async fn scenario(c: &Client, s: &Server, exp: &str) {
 
 /// Sessions and users: the lists, a transcript, feedback on a session and
 /// the links between sessions, users and traces.
+/// Creates a Guidelines judge through the page, backfills it over the
+/// stored traces (judged by the fake model), starts it, sees the pass rate
+/// on the page and the dashboard, and deletes a judge after confirming.
+async fn judges_scenario(c: &Client, s: &Server, exp: &str, fake: &fake_llm::FakeLlm) {
+    let base = &s.url;
+    let status = |name: &'static str| async move {
+        let v = reqwest::get(format!("{base}/api/tracebox/v1/judges?experiment_id={exp}"))
+            .await
+            .expect("get")
+            .json::<Value>()
+            .await
+            .expect("json");
+        v["judges"]
+            .as_array()
+            .and_then(|a| a.iter().find(|j| j["name"] == name).cloned())
+            .unwrap_or(Value::Null)
+    };
+    // `g j` opens the judges page.
+    c.goto(&format!("{base}/experiments/{exp}/traces"))
+        .await
+        .expect("goto");
+    find(c, "table.traces").await;
+    find(c, "body").await.send_keys("g").await.expect("g");
+    find(c, "body").await.send_keys("j").await.expect("j");
+    wait_until("the judges page", || async {
+        url_of(c)
+            .await
+            .ends_with(&format!("/experiments/{exp}/judges"))
+    })
+    .await;
+    find(c, ".empty-state").await;
+    assert_eq!(
+        js(c, "return document.querySelector('.nav a.active span').textContent").await,
+        json!("Judges")
+    );
+
+    // A Guidelines judge on the configured gateway (offered in the list).
+    assert_eq!(
+        js(c, "return document.querySelector('#judge-models option').value").await,
+        json!("gateway:/judge")
+    );
+    find(c, "#guidelines-form input[name=name]")
+        .await
+        .send_keys("tone")
+        .await
+        .expect("type");
+    find(c, "#guidelines-form textarea[name=guidelines]")
+        .await
+        .send_keys("The response must be polite.")
+        .await
+        .expect("type");
+    find(c, "#guidelines-form input[name=model]")
+        .await
+        .send_keys("gateway:/judge")
+        .await
+        .expect("type");
+    find(c, "#guidelines-form button[type=submit]")
+        .await
+        .click()
+        .await
+        .expect("create");
+    find(c, "#judge-saved").await;
+    let card = "article[data-judge='tone']";
+    assert_eq!(
+        find(c, &format!("{card} [data-col=state]"))
+            .await
+            .text()
+            .await
+            .expect("text"),
+        "Stopped"
+    );
+    assert_eq!(status("tone").await["kind"], "Guidelines");
+
+    // Backfill the last 7 days (the default range).
+    let calls_before = fake.count();
+    find(c, &format!("{card} .backfill-box > summary"))
+        .await
+        .click()
+        .await
+        .expect("open");
+    find(c, &format!("{card} .backfill-form button"))
+        .await
+        .click()
+        .await
+        .expect("backfill");
+    let saved = find(c, "#judge-saved").await.text().await.expect("text");
+    let matched: i64 = saved
+        .split(" traces matched")
+        .next()
+        .and_then(|h| h.rsplit(' ').next())
+        .and_then(|n| n.replace(',', "").parse().ok())
+        .unwrap_or_else(|| panic!("no count in {saved:?}"));
+    assert!(matched > 20, "{saved}");
+    wait_until("the backfill to finish", || async {
+        status("tone").await["evaluated"] == json!(matched)
+    })
+    .await;
+    assert!(fake.count() >= calls_before + matched as usize);
+    c.refresh().await.expect("reload");
+    let evaluated = find(c, &format!("{card} [data-col=evaluated]"))
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(evaluated, matched.to_string());
+    let st = status("tone").await;
+    if st["verdicts"].as_i64().unwrap_or(0) > 0 {
+        find(c, &format!("{card} [data-col=pass] .share")).await;
+    }
+
+    // Start it on new traces.
+    find(c, &format!("{card} .start-box > summary"))
+        .await
+        .click()
+        .await
+        .expect("open");
+    find(c, &format!("{card} .start-form button"))
+        .await
+        .click()
+        .await
+        .expect("start");
+    find(c, "#judge-saved").await;
+    assert_eq!(
+        find(c, &format!("{card} [data-col=state]"))
+            .await
+            .text()
+            .await
+            .expect("text"),
+        "Running"
+    );
+    assert_eq!(status("tone").await["sample_rate"], json!(1.0));
+    full_shot(c, "judges").await;
+
+    // The dashboard charts its pass rate.
+    c.goto(&format!("{base}/experiments/{exp}/dashboard?range=24h"))
+        .await
+        .expect("goto");
+    let legend = find(c, "#judge-pass-rate .legend").await.text().await.expect("text");
+    assert!(legend.contains("tone"), "{legend}");
+    full_shot(c, "dashboard-judges").await;
+
+    // Deleting asks first; dismissing keeps the judge.
+    c.goto(&format!("{base}/experiments/{exp}/judges"))
+        .await
+        .expect("goto");
+    find(c, "#builtin-form select[name=kind]").await;
+    js(
+        c,
+        "document.querySelector('#builtin-form select[name=kind]').value = 'pii'; return null",
+    )
+    .await;
+    find(c, "#builtin-form button[type=submit]")
+        .await
+        .click()
+        .await
+        .expect("create");
+    find(c, "article[data-judge='pii']").await;
+    let delete = "article[data-judge='pii'] form[action$='/delete'] button";
+    find(c, delete).await.click().await.expect("delete");
+    wait_until("the confirmation", || async { c.get_alert_text().await.is_ok() }).await;
+    c.dismiss_alert().await.expect("dismiss");
+    assert_eq!(count(c, "article[data-judge='pii']").await, 1);
+    find(c, delete).await.click().await.expect("delete");
+    wait_until("the confirmation", || async { c.get_alert_text().await.is_ok() }).await;
+    c.accept_alert().await.expect("accept");
+    wait_until("the judge to go", || async {
+        count(c, "article[data-judge='pii']").await == 0
+    })
+    .await;
+    assert_eq!(status("pii").await, Value::Null);
+    assert_eq!(count(c, "article[data-judge='tone']").await, 1);
+}
+
 async fn sessions_scenario(c: &Client, s: &Server, exp: &str) {
     let base = &s.url;
     let api = |path: String| async move {
