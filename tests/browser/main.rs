@@ -1115,6 +1115,11 @@ async fn judges_scenario(c: &Client, s: &Server, exp: &str, fake: &fake_llm::Fak
     );
     assert_eq!(status("tone").await["kind"], "Guidelines");
 
+    // The model finds answers about refunds impolite.
+    fake.set_default(|body| {
+        let verdict = if body.to_string().contains("refund") { "no" } else { "yes" };
+        fake_llm::Reply::Verdict(json!(verdict), "Judged.".into())
+    });
     // Backfill the last 7 days (the default range).
     let calls_before = fake.count();
     find(c, &format!("{card} .backfill-box > summary"))
@@ -1148,9 +1153,21 @@ async fn judges_scenario(c: &Client, s: &Server, exp: &str, fake: &fake_llm::Fak
         .expect("text");
     assert_eq!(evaluated, matched.to_string());
     let st = status("tone").await;
-    if st["verdicts"].as_i64().unwrap_or(0) > 0 {
-        find(c, &format!("{card} [data-col=pass] .share")).await;
-    }
+    let (passed, verdicts) = (
+        st["passed"].as_i64().unwrap_or(0),
+        st["verdicts"].as_i64().unwrap_or(0),
+    );
+    assert!(verdicts > 0 && passed < verdicts, "{st}");
+    let shown = find(c, &format!("{card} [data-col=pass] .share-n"))
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        shown,
+        format!("{:.0}%", passed as f64 * 100.0 / verdicts as f64),
+        "{st}"
+    );
 
     // Start it on new traces.
     find(c, &format!("{card} .start-box > summary"))
