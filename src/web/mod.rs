@@ -2,7 +2,9 @@
 //! static assets embedded from `web/`, the login session and CSRF checks.
 //!
 //! Reads through the store and the query engine and writes assessments
-//! through the same store call the MLflow API uses; never writes SQL. Trace
+//! through the same store call the MLflow API uses, and judges through the
+//! same `judge` code the MLflow scorer routes and the CLI use; never writes
+//! SQL. Trace
 //! content is untrusted: templates autoescape everything, pages carry a
 //! strict Content-Security-Policy (scripts only from `/static`, no inline
 //! scripts, styles or handlers), and data never becomes a link target (user

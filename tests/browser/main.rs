@@ -1074,13 +1074,21 @@ async fn judges_scenario(c: &Client, s: &Server, exp: &str, fake: &fake_llm::Fak
     .await;
     find(c, ".empty-state").await;
     assert_eq!(
-        js(c, "return document.querySelector('.nav a.active span').textContent").await,
+        js(
+            c,
+            "return document.querySelector('.nav a.active span').textContent"
+        )
+        .await,
         json!("Judges")
     );
 
     // A Guidelines judge on the configured gateway (offered in the list).
     assert_eq!(
-        js(c, "return document.querySelector('#judge-models option').value").await,
+        js(
+            c,
+            "return document.querySelector('#judge-models option').value"
+        )
+        .await,
         json!("gateway:/judge")
     );
     find(c, "#guidelines-form input[name=name]")
@@ -1117,7 +1125,11 @@ async fn judges_scenario(c: &Client, s: &Server, exp: &str, fake: &fake_llm::Fak
 
     // The model finds answers about refunds impolite.
     fake.set_default(|body| {
-        let verdict = if body.to_string().contains("refund") { "no" } else { "yes" };
+        let verdict = if body.to_string().contains("refund") {
+            "no"
+        } else {
+            "yes"
+        };
         fake_llm::Reply::Verdict(json!(verdict), "Judged.".into())
     });
     // Backfill the last 7 days (the default range).
@@ -1196,7 +1208,11 @@ async fn judges_scenario(c: &Client, s: &Server, exp: &str, fake: &fake_llm::Fak
     c.goto(&format!("{base}/experiments/{exp}/dashboard?range=24h"))
         .await
         .expect("goto");
-    let legend = find(c, "#judge-pass-rate .legend").await.text().await.expect("text");
+    let legend = find(c, "#judge-pass-rate .legend")
+        .await
+        .text()
+        .await
+        .expect("text");
     assert!(legend.contains("tone"), "{legend}");
     full_shot(c, "dashboard-judges").await;
 
@@ -1218,11 +1234,17 @@ async fn judges_scenario(c: &Client, s: &Server, exp: &str, fake: &fake_llm::Fak
     find(c, "article[data-judge='pii']").await;
     let delete = "article[data-judge='pii'] form[action$='/delete'] button";
     find(c, delete).await.click().await.expect("delete");
-    wait_until("the confirmation", || async { c.get_alert_text().await.is_ok() }).await;
+    wait_until("the confirmation", || async {
+        c.get_alert_text().await.is_ok()
+    })
+    .await;
     c.dismiss_alert().await.expect("dismiss");
     assert_eq!(count(c, "article[data-judge='pii']").await, 1);
     find(c, delete).await.click().await.expect("delete");
-    wait_until("the confirmation", || async { c.get_alert_text().await.is_ok() }).await;
+    wait_until("the confirmation", || async {
+        c.get_alert_text().await.is_ok()
+    })
+    .await;
     c.accept_alert().await.expect("accept");
     wait_until("the judge to go", || async {
         count(c, "article[data-judge='pii']").await == 0
