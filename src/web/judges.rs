@@ -26,6 +26,7 @@ use super::range;
 use super::session::Ctx;
 use crate::app::AppState;
 use crate::domain::now_ms;
+use crate::judge::spec::Kind;
 use crate::judge::status::{self, JudgeStatus};
 use crate::judge::{JudgeError, backfill, registry, spec};
 use crate::query::stats::StatsRequest;
@@ -114,6 +115,41 @@ pub struct JudgeRow {
     pub last_ago: String,
     /// The traces this judge assessed, when the filter grammar can name it.
     pub traces_href: Option<String>,
+    /// What the judge checks: its guidelines, or a make_judge's instructions.
+    pub criteria: Vec<String>,
+    pub criteria_label: &'static str,
+}
+
+/// Longest instructions text shown on the page (characters).
+const MAX_INSTRUCTIONS: usize = 600;
+
+/// What a judge checks, as the page lists it.
+fn criteria(serialized: &str) -> (&'static str, Vec<String>) {
+    match spec::parse(serialized).map(|s| s.kind) {
+        Ok(Kind::Guidelines { guidelines }) => ("Guidelines", guidelines),
+        Ok(Kind::Instructions(i)) => (
+            "Instructions",
+            vec![format::truncate(&i.instructions, MAX_INSTRUCTIONS)],
+        ),
+        Ok(Kind::Session(_)) => match serde_json::from_str::<serde_json::Value>(serialized) {
+            // Conversational guidelines keep theirs beside the prompt.
+            Ok(v) => match v["builtin_scorer_pydantic_data"]["guidelines"].as_array() {
+                Some(g) => (
+                    "Guidelines",
+                    g.iter()
+                        .map(|x| {
+                            x.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| x.to_string())
+                        })
+                        .collect(),
+                ),
+                None => ("", Vec::new()),
+            },
+            Err(_) => ("", Vec::new()),
+        },
+        _ => ("", Vec::new()),
+    }
 }
 
 /// The create forms' values, kept when a post is refused.
@@ -183,10 +219,12 @@ fn state_label(state: &str) -> &'static str {
 fn row(
     experiment_id: i64,
     j: &JudgeStatus,
+    serialized: Option<&str>,
     recent: Option<f64>,
     now: i64,
     default_model: &str,
 ) -> JudgeRow {
+    let (criteria_label, criteria) = serialized.map(criteria).unwrap_or(("", Vec::new()));
     let pass = share(j.passed, j.verdicts - j.passed, 0, 0).map(|mut s| {
         s.title = format!(
             "{} of {} verdicts passed",
@@ -243,6 +281,8 @@ fn row(
                 &[],
             )
         }),
+        criteria,
+        criteria_label,
     }
 }
 
@@ -282,6 +322,10 @@ async fn render(
         })
         .await?;
     let default_model = app.judges.models.default_model();
+    let versions = app
+        .store
+        .read(move |c| scorers::list_latest(c, Some(&[experiment_id])))
+        .await?;
     let rows = st
         .judges
         .iter()
@@ -291,7 +335,11 @@ async fn render(
                 .iter()
                 .find(|l| l.scorer_id == j.scorer_id)
                 .and_then(|l| l.total().rate());
-            row(experiment_id, j, r, now, &default_model)
+            let serialized = versions
+                .iter()
+                .find(|v| v.scorer_id == j.scorer_id)
+                .map(|v| v.serialized_scorer.as_str());
+            row(experiment_id, j, serialized, r, now, &default_model)
         })
         .collect();
     let saved = message(&query.saved);

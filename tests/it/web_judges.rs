@@ -243,6 +243,15 @@ async fn judges_page_drives_the_scorer_registry() {
     let hostile_attr = "&#60;img src=x onerror=alert(1)&#62;";
     assert_eq!(col(card(&page, hostile_attr), "state"), "Running");
     assert_eq!(col(card(&page, hostile_attr), "sample-rate"), "100%");
+    // Its guideline is listed, as text.
+    let hostile = card(&page, hostile_attr);
+    let crit = &hostile[hostile.find("data-col=\"criteria\"").expect("criteria")..];
+    assert!(
+        unescape(&crit[..crit.find("</ul>").unwrap()])
+            .contains(&format!("<li>{HOSTILE_GUIDELINE}</li>")),
+        "{crit}"
+    );
+    assert!(crit.contains("&#60;script&#62;alert("), "{crit}");
 
     // Traces arrive; the started judge evaluates them (RUDE fails).
     let t0 = now_ms() - 2 * 3_600_000;
