@@ -559,3 +559,77 @@ async fn experiments_page_states_the_retention_the_status_endpoint_reports() {
         }
     }
 }
+
+/// (passed, verdicts) summed over a judge's tooltip lines.
+fn tooltip_totals(lines: &[String]) -> (i64, i64) {
+    lines.iter().fold((0, 0), |(p, v), l| {
+        let inner = &l[l.find('(').unwrap() + 1..l.find(')').unwrap()];
+        let (a, b) = inner.split_once(" of ").unwrap();
+        (p + a.parse::<i64>().unwrap(), v + b.parse::<i64>().unwrap())
+    })
+}
+
+#[tokio::test]
+async fn session_judges_count_in_the_chart_at_their_last_activity() {
+    let fake = FakeLlm::start().await;
+    fake.set_default(|body| {
+        let text = body.to_string();
+        let v = if text.contains("useless") {
+            "unresolved"
+        } else {
+            "none"
+        };
+        crate::fake_llm::Reply::Verdict(serde_json::json!(v), "judged".into())
+    });
+    let (_d, s) = boot(&toml(&fake, "session_idle_secs = 1"));
+    let c = s.client();
+    let mut w = Web::new(&s);
+    let csrf = w.get("/experiments/0/judges").await.csrf();
+    let r = w
+        .post(
+            "/experiments/0/judges",
+            &[
+                ("csrf", &csrf),
+                ("kind", "user-frustration"),
+                ("model", "gateway:/judge"),
+                ("sample_rate", "1"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let st = status(&c, "0").await;
+    assert_eq!(judge(&st, "user_frustration")["level"], "session");
+    let t0 = now_ms() - 3_600_000;
+    let turns = [
+        T::new(900, "where is my order?", "It ships tomorrow.").session("calm"),
+        T::new(901, "this is useless", "Sorry!").session("angry"),
+    ];
+    for (i, t) in turns.iter().enumerate() {
+        let mut t = t.clone();
+        t.start_ms = t0 + i as i64 * 1000;
+        send(&c, "0", &t).await;
+    }
+    wait_until("two session verdicts", Duration::from_secs(30), || async {
+        judge(&status(&c, "0").await, "user_frustration")["evaluated"] == 2
+    })
+    .await;
+    let st = status(&c, "0").await;
+    let j = judge(&st, "user_frustration");
+    let want = (
+        j["passed"].as_i64().unwrap(),
+        j["verdicts"].as_i64().unwrap(),
+    );
+    assert_eq!(want.1, 2, "{j}");
+    assert!(want.0 < 2, "the angry session fails: {j}");
+    for view in ["range=24h", "range=6h"] {
+        let dash = w.get(&format!("/experiments/0/dashboard?{view}")).await;
+        let lines = judge_tooltips(&dash.body, "user_frustration");
+        assert_eq!(tooltip_totals(&lines), want, "{view}: {lines:?}");
+    }
+    // Filters select traces: session judges are left out there.
+    let dash = w
+        .get("/experiments/0/dashboard?range=24h&filter=status+%3D+%27OK%27")
+        .await;
+    assert!(judge_tooltips(&dash.body, "user_frustration").is_empty());
+}
