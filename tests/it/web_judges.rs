@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::fake_llm::FakeLlm;
 use crate::harness::Client;
-use crate::judges::{T, boot, judge, send, status, toml, wait_until};
+use crate::judges::{T, boot, judge, send, send_info, status, toml, wait_until};
 use crate::web::{Page, Web, now_ms, unescape};
 
 const HOSTILE_NAME: &str = "<img src=x onerror=alert(1)>";
@@ -493,7 +493,29 @@ async fn dashboard_charts_judge_pass_rates_from_rollups_and_filters() {
         .await;
     assert_eq!(judge_tooltips(&dash.body, "polite"), vec!["0% (0 of 1)"]);
 
-    // Deleting traces updates the rollups (read once, so they are stored).
+    // Let the recomputed rollups be written, so later changes must dirty
+    // them again rather than being computed fresh by chance.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let dash = w.get("/experiments/0/dashboard?range=24h").await;
+    assert_eq!(judge_tooltips(&dash.body, "polite"), want);
+
+    // A judged trace whose info later says it started 30 h ago leaves the
+    // last day's buckets (and stays in the week's).
+    let mut moved = traces[0].clone();
+    moved.start_ms = now_ms() - 30 * 3_600_000;
+    send_info(&c, "0", &moved).await;
+    let dash = w.get("/experiments/0/dashboard?range=24h").await;
+    assert_eq!(
+        judge_tooltips(&dash.body, "polite"),
+        vec!["67% (2 of 3)", "50% (1 of 2)"]
+    );
+    let week = w.get("/experiments/0/dashboard?range=7d").await;
+    assert_eq!(
+        tooltip_totals(&judge_tooltips(&week.body, "polite")),
+        (4, 6)
+    );
+
+    // Deleting traces updates the rollups.
     let r = c
         .post(
             "/api/2.0/mlflow/traces/delete-traces",
@@ -504,7 +526,7 @@ async fn dashboard_charts_judge_pass_rates_from_rollups_and_filters() {
     let dash = w.get("/experiments/0/dashboard?range=24h").await;
     assert_eq!(
         judge_tooltips(&dash.body, "polite"),
-        vec!["100% (3 of 3)", "100% (1 of 1)"]
+        vec!["100% (2 of 2)", "100% (1 of 1)"]
     );
     // Deleting the judge drops its line.
     let r = w
