@@ -1,8 +1,9 @@
 //! tracebox's own operational endpoint, `GET /api/tracebox/v1/status`: the
 //! store's size and counts, disk space, retention settings and last run,
 //! how far the full-text index is behind, forwarding progress, limits and
-//! load. The UI's settings page reads it;
-//! so can monitoring that prefers JSON to `/metrics`.
+//! load. The UI's experiments page shows the same retention settings and
+//! last run (`ops::retention::last_run`); monitoring that prefers JSON to
+//! `/metrics` can read it all here.
 
 use axum::Json;
 use axum::Router;

@@ -690,7 +690,10 @@ mod tests {
             Some("feedback.`tone check` IS NOT NULL")
         );
         assert_eq!(feedback_filter("a`b"), None);
-        assert!(crate::query::check_filter(&feedback_filter("tone check").unwrap()).is_ok());
+        for name in ["tone check", "it's", "a.b", "<img src=x>", "naïve \"q\""] {
+            let f = feedback_filter(name).unwrap();
+            assert!(crate::query::check_filter(&f).is_ok(), "{f}");
+        }
         assert!(message("created").is_some() && message("<script>").is_none());
         assert!(parse_rate("0.25", 0.0).is_ok_and(|r| r == 0.25));
         assert!(parse_rate("", 1.0).is_ok_and(|r| r == 1.0));
