@@ -30,6 +30,8 @@ const FIRST_RUN_AFTER: Duration = Duration::from_secs(300);
 /// Deleting by size aims this far below `--max-disk`, so that one pass
 /// buys room for a while instead of trimming one batch every run.
 const SIZE_TARGET: f64 = 0.9;
+/// Attempts at truncating the WAL while readers hold it, 100 ms apart.
+const CHECKPOINT_TRIES: usize = 20;
 /// Key of the last run in the store's `ops_state`.
 pub const STATE_KEY: &str = "retention.last_run";
 
@@ -180,14 +182,27 @@ async fn pass(
     }
     if let Some(max) = settings.max_disk_bytes {
         // Measure the directory without the WAL's leftovers.
-        store.checkpoint_truncate().await?;
+        checkpoint(store).await?;
         trim_to_size(state, max, stop, run).await?;
     }
     reclaim(store, stop).await?;
     // Deleting and vacuuming went through the WAL; hand that space back too.
-    store.checkpoint_truncate().await?;
+    checkpoint(store).await?;
     let file_after = store.stats().await?.file_bytes();
     run.reclaimed_bytes = file_before.saturating_sub(file_after);
+    Ok(())
+}
+
+/// Checkpoints and truncates the WAL. A reader still on an older snapshot
+/// (the indexer, a page being rendered) makes SQLite give up with "busy"
+/// and leave the WAL at full size, so try again briefly before measuring.
+async fn checkpoint(store: &Store) -> crate::store::Result<()> {
+    for _ in 0..CHECKPOINT_TRIES {
+        if store.checkpoint_truncate().await? {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Ok(())
 }
 
