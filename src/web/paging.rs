@@ -112,6 +112,29 @@ pub fn decode_key(kind: &str, token: &str) -> Option<(i64, String)> {
     }
 }
 
+/// Where a list page resumes: the position `page_token` names, or the
+/// first page with `notice` when the token is not one of `kind`'s (an
+/// edited link, or one from another view) — then the token and the trail of
+/// earlier pages are cleared so the pager starts over.
+pub fn resume(
+    kind: &str,
+    page_token: &mut String,
+    trail: &mut String,
+    notice: &str,
+) -> (Option<(i64, String)>, Option<String>) {
+    if page_token.is_empty() {
+        return (None, None);
+    }
+    match decode_key(kind, page_token) {
+        Some(k) => (Some(k), None),
+        None => {
+            page_token.clear();
+            trail.clear();
+            (None, Some(notice.to_string()))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -178,18 +178,7 @@ pub async fn load_list(
         now,
     );
     let (start_ms, end_ms) = bounds(&range);
-    let mut notice = None;
-    let after = if query.page_token.is_empty() {
-        None
-    } else {
-        let k = paging::decode_key("s", &query.page_token);
-        if k.is_none() {
-            notice = Some(STALE_PAGE.to_string());
-            query.page_token.clear();
-            query.trail.clear();
-        }
-        k
-    };
+    let (after, notice) = paging::resume("s", &mut query.page_token, &mut query.trail, STALE_PAGE);
     let page = app
         .store
         .list_sessions(ListQuery {
