@@ -5,6 +5,10 @@
 //! (`plan::build_where`), so the numbers describe the same traces. Judge
 //! pass rates follow the same split (`store::judge_stats`).
 
+use rusqlite::Connection;
+use rusqlite::types::Value as SqlValue;
+
+use super::resolve::Cond;
 use super::{QueryEngine, QueryError, parse_filter, plan, resolve};
 use crate::index::TextQuery;
 use crate::store::judge_stats::JudgeSeries;
@@ -22,95 +26,117 @@ pub struct StatsRequest {
     pub bucket_ms: i64,
 }
 
+/// Buckets one series may have.
+const MAX_BUCKETS: i64 = 10_000;
+
 fn non_blank(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|f| !f.is_empty())
+}
+
+/// The traces a series request selects: its filter and full-text query,
+/// parsed and checked, or neither for the whole experiment.
+struct Selection {
+    filter: Option<Cond>,
+    text: Option<TextQuery>,
+}
+
+impl Selection {
+    fn of(req: &StatsRequest) -> Result<Selection, QueryError> {
+        if req.to_ms <= req.from_ms || req.bucket_ms <= 0 {
+            return Err(QueryError::Invalid(
+                "the time range is empty or the bucket size is not positive".into(),
+            ));
+        }
+        if (req.to_ms - req.from_ms) / req.bucket_ms > MAX_BUCKETS {
+            return Err(QueryError::Invalid(format!(
+                "a series needs at most {MAX_BUCKETS} buckets"
+            )));
+        }
+        let filter = match non_blank(&req.filter) {
+            Some(f) => parse_filter(f)?.map(|e| resolve(&e)).transpose()?,
+            None => None,
+        };
+        let text = match non_blank(&req.text) {
+            Some(t) => Some(TextQuery::parse_user(t).map_err(QueryError::Invalid)?),
+            None => None,
+        };
+        Ok(Selection { filter, text })
+    }
+
+    fn is_all(&self) -> bool {
+        self.filter.is_none() && self.text.is_none()
+    }
+
+    /// Whether hourly rollups can answer `req` over this selection.
+    fn rollups_answer(&self, req: &StatsRequest) -> bool {
+        self.is_all() && req.bucket_ms % HOUR_MS == 0
+    }
 }
 
 impl QueryEngine {
     /// Volume, errors, latency and tokens per bucket over a time range.
     pub async fn series(&self, req: StatsRequest) -> Result<Series, QueryError> {
-        if req.to_ms <= req.from_ms || req.bucket_ms <= 0 {
-            return Err(QueryError::Invalid(
-                "the time range is empty or the bucket size is not positive".into(),
-            ));
-        }
-        let filter = match non_blank(&req.filter) {
-            Some(f) => parse_filter(f)?.map(|e| resolve(&e)).transpose()?,
-            None => None,
-        };
-        let text = match non_blank(&req.text) {
-            Some(t) => Some(TextQuery::parse_user(t).map_err(QueryError::Invalid)?),
-            None => None,
-        };
-        if filter.is_none() && text.is_none() && req.bucket_ms % HOUR_MS == 0 {
+        let sel = Selection::of(&req)?;
+        if sel.rollups_answer(&req) {
             return Ok(self
                 .store
                 .rollup_series(req.experiment_id, req.from_ms, req.to_ms, req.bucket_ms)
                 .await?);
         }
-        let needs_index = text.is_some() || filter.as_ref().is_some_and(super::uses_index);
-        if needs_index && self.index.is_none() {
-            return Err(QueryError::Index(
-                "full-text search is not available in this process".into(),
-            ));
-        }
-        let index = self.index.clone();
-        self.store
-            .read(move |c| {
-                let env = plan::Env {
-                    conn: c,
-                    index: index.as_ref(),
-                    scope: plan::Scope::Experiments(vec![req.experiment_id]),
-                    high_water: i64::MAX,
-                    fetch: 0,
-                };
-                Ok(
-                    plan::build_where(&env, filter.as_ref(), text.as_ref()).and_then(
-                        |(cond, params)| {
-                            crate::store::stats::filtered_series(
-                                c,
-                                &cond,
-                                &params,
-                                req.from_ms,
-                                req.to_ms,
-                                req.bucket_ms,
-                            )
-                            .map_err(QueryError::from)
-                        },
-                    ),
-                )
-            })
-            .await?
+        self.aggregate(req, sel, |c, cond, params, req| {
+            crate::store::stats::filtered_series(
+                c,
+                cond,
+                params,
+                req.from_ms,
+                req.to_ms,
+                req.bucket_ms,
+            )
+        })
+        .await
     }
+
     /// Judge pass rates per bucket over a time range: rollups when the view
     /// is unfiltered, the evaluations of the selected traces otherwise.
     pub async fn judge_series(&self, req: StatsRequest) -> Result<JudgeSeries, QueryError> {
-        if req.to_ms <= req.from_ms || req.bucket_ms <= 0 {
-            return Err(QueryError::Invalid(
-                "the time range is empty or the bucket size is not positive".into(),
-            ));
-        }
-        if (req.to_ms - req.from_ms) / req.bucket_ms > 10_000 {
-            return Err(QueryError::Invalid(
-                "a series needs at most 10000 buckets".into(),
-            ));
-        }
-        let filter = match non_blank(&req.filter) {
-            Some(f) => parse_filter(f)?.map(|e| resolve(&e)).transpose()?,
-            None => None,
-        };
-        let text = match non_blank(&req.text) {
-            Some(t) => Some(TextQuery::parse_user(t).map_err(QueryError::Invalid)?),
-            None => None,
-        };
-        let unfiltered = filter.is_none() && text.is_none();
-        if unfiltered && req.bucket_ms % HOUR_MS == 0 {
+        let sel = Selection::of(&req)?;
+        if sel.rollups_answer(&req) {
             return Ok(self
                 .store
                 .judge_rollup_series(req.experiment_id, req.from_ms, req.to_ms, req.bucket_ms)
                 .await?);
         }
-        let needs_index = text.is_some() || filter.as_ref().is_some_and(super::uses_index);
+        let unfiltered = sel.is_all();
+        self.aggregate(req, sel, move |c, cond, params, req| {
+            crate::store::judge_stats::filtered_series(
+                c,
+                req.experiment_id,
+                cond,
+                params,
+                req.from_ms,
+                req.to_ms,
+                req.bucket_ms,
+                unfiltered,
+            )
+        })
+        .await
+    }
+
+    /// Runs `f` over the traces `sel` selects, given as a SQL condition on
+    /// `traces t` planned like the trace list's.
+    async fn aggregate<T, F>(
+        &self,
+        req: StatsRequest,
+        sel: Selection,
+        f: F,
+    ) -> Result<T, QueryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &str, &[SqlValue], &StatsRequest) -> crate::store::Result<T>
+            + Send
+            + 'static,
+    {
+        let needs_index = sel.text.is_some() || sel.filter.as_ref().is_some_and(super::uses_index);
         if needs_index && self.index.is_none() {
             return Err(QueryError::Index(
                 "full-text search is not available in this process".into(),
@@ -127,20 +153,8 @@ impl QueryEngine {
                     fetch: 0,
                 };
                 Ok(
-                    plan::build_where(&env, filter.as_ref(), text.as_ref()).and_then(
-                        |(cond, params)| {
-                            crate::store::judge_stats::filtered_series(
-                                c,
-                                req.experiment_id,
-                                &cond,
-                                &params,
-                                req.from_ms,
-                                req.to_ms,
-                                req.bucket_ms,
-                                unfiltered,
-                            )
-                            .map_err(QueryError::from)
-                        },
+                    plan::build_where(&env, sel.filter.as_ref(), sel.text.as_ref()).and_then(
+                        |(cond, params)| f(c, &cond, &params, &req).map_err(QueryError::from),
                     ),
                 )
             })
