@@ -49,6 +49,31 @@ pub struct Paused {
     pub reason: String,
 }
 
+/// MLflow's Guidelines prompt over a request and response, and the
+/// `guideline` the verdict's metadata records.
+fn guidelines_prompt(
+    guidelines: &[String],
+    inputs: Option<&Value>,
+    outputs: Option<&Value>,
+) -> (String, BTreeMap<String, String>) {
+    let rendered = guidelines
+        .iter()
+        .map(|g| format!("<guideline>{g}</guideline>"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let context = format!(
+        "<request>{}</request>\n<response>{}</response>",
+        inputs_to_str(inputs),
+        outputs_to_str(outputs)
+    );
+    let prompt = format_prompt(
+        prompts::GUIDELINES_PROMPT,
+        &[("guidelines", &rendered), ("guidelines_context", &context)],
+    );
+    let extra = BTreeMap::from([("guideline".to_string(), guidelines.join("\n"))]);
+    (prompt, extra)
+}
+
 /// Python's `format_prompt`: replaces `{{ key }}` (any inner whitespace)
 /// with each value in turn, literally.
 pub fn format_prompt(template: &str, values: &[(&str, &str)]) -> String {
@@ -442,21 +467,7 @@ pub async fn evaluate_trace(
             if inputs.is_none() && outputs.is_none() {
                 results.push(missing("inputs and outputs", "Guidelines"));
             } else {
-                let rendered = guidelines
-                    .iter()
-                    .map(|g| format!("<guideline>{g}</guideline>"))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                let context = format!(
-                    "<request>{}</request>\n<response>{}</response>",
-                    inputs_to_str(inputs),
-                    outputs_to_str(outputs)
-                );
-                let prompt = format_prompt(
-                    prompts::GUIDELINES_PROMPT,
-                    &[("guidelines", &rendered), ("guidelines_context", &context)],
-                );
-                let extra = BTreeMap::from([("guideline".to_string(), guidelines.join("\n"))]);
+                let (prompt, extra) = guidelines_prompt(guidelines, inputs, outputs);
                 results.push(ctx.builtin(prompt, extra).await?);
             }
         }
@@ -473,21 +484,7 @@ pub async fn evaluate_trace(
                         .into(),
                 ));
             } else {
-                let rendered = guidelines
-                    .iter()
-                    .map(|g| format!("<guideline>{g}</guideline>"))
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                let context = format!(
-                    "<request>{}</request>\n<response>{}</response>",
-                    inputs_to_str(inputs),
-                    outputs_to_str(outputs)
-                );
-                let prompt = format_prompt(
-                    prompts::GUIDELINES_PROMPT,
-                    &[("guidelines", &rendered), ("guidelines_context", &context)],
-                );
-                let extra = BTreeMap::from([("guideline".to_string(), guidelines.join("\n"))]);
+                let (prompt, extra) = guidelines_prompt(&guidelines, inputs, outputs);
                 results.push(ctx.builtin(prompt, extra).await?);
             }
         }
