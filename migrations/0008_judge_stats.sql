@@ -56,10 +56,14 @@ BEGIN
         ON CONFLICT (experiment_id, hour) DO UPDATE SET gen = gen + 1;
 END;
 
--- A deleted trace leaves a rolled-up hour (only hours that have a rollup
--- row need it: a dirty hour is recomputed anyway; ingestion never pays).
+-- A deleted trace leaves a rolled-up hour, or one a reader is recomputing
+-- right now (its dirty mark must change generation, or the reader's result,
+-- counted before the delete, would be stored as fresh). Hours with neither
+-- have no verdicts to lose; ingestion never pays.
 CREATE TRIGGER judge_stats_trace_delete AFTER DELETE ON traces
 WHEN EXISTS (SELECT 1 FROM judge_stats_hourly
+             WHERE experiment_id = OLD.experiment_id AND hour = OLD.request_time / 3600000)
+  OR EXISTS (SELECT 1 FROM judge_stats_dirty
              WHERE experiment_id = OLD.experiment_id AND hour = OLD.request_time / 3600000)
 BEGIN
     INSERT INTO judge_stats_dirty (experiment_id, hour) VALUES (OLD.experiment_id, OLD.request_time / 3600000)

@@ -179,6 +179,27 @@ async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("no element {css}: {e}"))
 }
 
+/// Clicks a form's submit button and waits for the page the post leads to
+/// (an element found before the new page replaced the old one goes stale,
+/// and the old page may show the same notice).
+async fn submit(c: &Client, button: &str, what: &str) {
+    js(
+        c,
+        "document.documentElement.dataset.before = '1'; return null;",
+    )
+    .await;
+    find(c, button).await.click().await.expect(what);
+    wait_until(&format!("the page after {what}"), || async move {
+        c.execute(
+            "return document.readyState === 'complete' && !document.documentElement.dataset.before;",
+            vec![],
+        )
+        .await
+        .is_ok_and(|v| v == json!(true))
+    })
+    .await;
+}
+
 /// Fails if a JavaScript dialog is open (what an XSS payload would open).
 async fn assert_no_alert(c: &Client, context: &str) {
     if let Ok(text) = c.get_alert_text().await {
@@ -1106,11 +1127,7 @@ async fn judges_scenario(c: &Client, s: &Server, exp: &str, fake: &fake_llm::Fak
         .send_keys("gateway:/judge")
         .await
         .expect("type");
-    find(c, "#guidelines-form button[type=submit]")
-        .await
-        .click()
-        .await
-        .expect("create");
+    submit(c, "#guidelines-form button[type=submit]", "create").await;
     find(c, "#judge-saved").await;
     let card = "article[data-judge='tone']";
     assert_eq!(
@@ -1139,11 +1156,7 @@ async fn judges_scenario(c: &Client, s: &Server, exp: &str, fake: &fake_llm::Fak
         .click()
         .await
         .expect("open");
-    find(c, &format!("{card} .backfill-form button"))
-        .await
-        .click()
-        .await
-        .expect("backfill");
+    submit(c, &format!("{card} .backfill-form button"), "backfill").await;
     let saved = find(c, "#judge-saved").await.text().await.expect("text");
     let matched: i64 = saved
         .split(" traces matched")
@@ -1187,11 +1200,7 @@ async fn judges_scenario(c: &Client, s: &Server, exp: &str, fake: &fake_llm::Fak
         .click()
         .await
         .expect("open");
-    find(c, &format!("{card} .start-form button"))
-        .await
-        .click()
-        .await
-        .expect("start");
+    submit(c, &format!("{card} .start-form button"), "start").await;
     find(c, "#judge-saved").await;
     assert_eq!(
         find(c, &format!("{card} [data-col=state]"))
