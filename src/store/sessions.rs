@@ -351,54 +351,89 @@ fn adjust_user_sessions(conn: &Connection, exp: i64, user: &str, delta: i64) -> 
     Ok(())
 }
 
-/// Recomputes one session's row from its traces' rollup rows (indexed by
-/// session), moving the session between users when its user changed.
-fn recompute_session(conn: &Connection, exp: i64, session: &str) -> Result<()> {
-    let old_user: Option<Option<String>> = conn
+/// Adds (`sign` 1) or subtracts (-1) one trace's contribution to its
+/// session's counters. Who the session belongs to and its first and last
+/// turn are not additive: `refresh_session` reads them afterwards.
+///
+/// Why deltas: re-summing the session's rollup rows on every write made
+/// each turn cost as much as the whole conversation so far (quadratic for
+/// long sessions, e.g. an agent loop or a support chat kept open for days).
+fn apply_to_session(conn: &Connection, c: &Contribution, session: &str, sign: i64) -> Result<()> {
+    let k = &c.counts;
+    conn.prepare_cached(
+        "INSERT INTO sessions (experiment_id, session_id, user_id, first_trace, first_time,
+             last_time, turns, error_count, input_tokens, output_tokens, total_tokens, feedback,
+             positive, negative, human_feedback, human_positive, human_negative, expectations,
+             session_level)
+         VALUES (?1, ?2, NULL, 0, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         ON CONFLICT (experiment_id, session_id) DO UPDATE SET
+             turns = turns + excluded.turns,
+             error_count = error_count + excluded.error_count,
+             input_tokens = input_tokens + excluded.input_tokens,
+             output_tokens = output_tokens + excluded.output_tokens,
+             total_tokens = total_tokens + excluded.total_tokens,
+             feedback = feedback + excluded.feedback,
+             positive = positive + excluded.positive,
+             negative = negative + excluded.negative,
+             human_feedback = human_feedback + excluded.human_feedback,
+             human_positive = human_positive + excluded.human_positive,
+             human_negative = human_negative + excluded.human_negative,
+             expectations = expectations + excluded.expectations,
+             session_level = session_level + excluded.session_level",
+    )?
+    .execute(params![
+        c.experiment_id,
+        session,
+        c.request_time,
+        sign,
+        sign * c.is_error,
+        sign * c.tokens.input,
+        sign * c.tokens.output,
+        sign * c.tokens.total,
+        sign * k.feedback,
+        sign * k.positive,
+        sign * k.negative,
+        sign * k.human_feedback,
+        sign * k.human_positive,
+        sign * k.human_negative,
+        sign * k.expectations,
+        sign * c.session_level,
+    ])?;
+    Ok(())
+}
+
+/// Re-reads a session's first turn, last turn and user from the rollup
+/// index (a few index descents, whatever the session's length), drops the
+/// row once no trace names the session, and moves the session between
+/// users when its user changed.
+fn refresh_session(conn: &Connection, exp: i64, session: &str) -> Result<()> {
+    let row: Option<(i64, Option<String>)> = conn
         .prepare_cached(
-            "SELECT user_id FROM sessions WHERE experiment_id = ?1 AND session_id = ?2",
+            "SELECT turns, user_id FROM sessions WHERE experiment_id = ?1 AND session_id = ?2",
         )?
-        .query_row(params![exp, session], |r| r.get(0))
+        .query_row(params![exp, session], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let agg = conn
-        .prepare_cached(
-            "SELECT count(*), min(request_time), max(request_time), sum(is_error),
-                    sum(input_tokens), sum(output_tokens), sum(total_tokens),
-                    sum(feedback), sum(positive), sum(negative), sum(human_feedback),
-                    sum(human_positive), sum(human_negative), sum(expectations), sum(session_level)
-             FROM trace_rollup WHERE experiment_id = ?1 AND session_id = ?2",
-        )?
-        .query_row(params![exp, session], |r| {
-            let turns: i64 = r.get(0)?;
-            if turns == 0 {
-                return Ok(None);
-            }
-            Ok(Some((
-                turns,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                tokens_at(r, 4)?,
-                counts_at(r, 7)?,
-                r.get::<_, i64>(14)?,
-            )))
-        })?;
-    let Some((turns, first_time, last_time, errors, tokens, counts, session_level)) = agg else {
-        if let Some(old) = old_user {
-            conn.prepare_cached(
-                "DELETE FROM sessions WHERE experiment_id = ?1 AND session_id = ?2",
-            )?
-            .execute(params![exp, session])?;
-            if let Some(u) = old {
-                adjust_user_sessions(conn, exp, &u, -1)?;
-            }
-        }
+    let Some((turns, old_user)) = row else {
         return Ok(());
     };
-    let first_trace: i64 = conn
+    if turns <= 0 {
+        conn.prepare_cached("DELETE FROM sessions WHERE experiment_id = ?1 AND session_id = ?2")?
+            .execute(params![exp, session])?;
+        if let Some(u) = old_user {
+            adjust_user_sessions(conn, exp, &u, -1)?;
+        }
+        return Ok(());
+    }
+    let (first_trace, first_time): (i64, i64) = conn
         .prepare_cached(
-            "SELECT trace FROM trace_rollup WHERE experiment_id = ?1 AND session_id = ?2
+            "SELECT trace, request_time FROM trace_rollup WHERE experiment_id = ?1 AND session_id = ?2
              ORDER BY request_time, trace LIMIT 1",
+        )?
+        .query_row(params![exp, session], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let last_time: i64 = conn
+        .prepare_cached(
+            "SELECT request_time FROM trace_rollup WHERE experiment_id = ?1 AND session_id = ?2
+             ORDER BY request_time DESC LIMIT 1",
         )?
         .query_row(params![exp, session], |r| r.get(0))?;
     let user: Option<String> = conn
@@ -410,11 +445,8 @@ fn recompute_session(conn: &Connection, exp: i64, session: &str) -> Result<()> {
         .query_row(params![exp, session], |r| r.get(0))
         .optional()?;
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO sessions (experiment_id, session_id, user_id, first_trace,
-             first_time, last_time, turns, error_count, input_tokens, output_tokens, total_tokens,
-             feedback, positive, negative, human_feedback, human_positive, human_negative,
-             expectations, session_level)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+        "UPDATE sessions SET user_id = ?3, first_trace = ?4, first_time = ?5, last_time = ?6
+         WHERE experiment_id = ?1 AND session_id = ?2",
     )?
     .execute(params![
         exp,
@@ -422,25 +454,10 @@ fn recompute_session(conn: &Connection, exp: i64, session: &str) -> Result<()> {
         user,
         first_trace,
         first_time,
-        last_time,
-        turns,
-        errors,
-        tokens.input,
-        tokens.output,
-        tokens.total,
-        counts.feedback,
-        counts.positive,
-        counts.negative,
-        counts.human_feedback,
-        counts.human_positive,
-        counts.human_negative,
-        counts.expectations,
-        session_level,
+        last_time
     ])?;
-    // A session new to the table moves from "no owner" to its user.
-    let old = old_user.flatten();
-    if old != user {
-        if let Some(u) = &old {
+    if old_user != user {
+        if let Some(u) = &old_user {
             adjust_user_sessions(conn, exp, u, -1)?;
         }
         if let Some(u) = &user {
@@ -509,13 +526,14 @@ pub fn sync(conn: &Connection, traces: &[i64]) -> Result<()> {
                 users.insert((c.experiment_id, u.clone()));
             }
             if let Some(s) = &c.session_id {
+                apply_to_session(conn, c, s, sign)?;
                 sessions.insert((c.experiment_id, s.clone()));
             }
         }
         store_contribution(conn, id, new.as_ref())?;
     }
     for (exp, s) in &sessions {
-        recompute_session(conn, *exp, s)?;
+        refresh_session(conn, *exp, s)?;
     }
     for (exp, u) in &users {
         refresh_user(conn, *exp, u)?;
