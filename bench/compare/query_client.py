@@ -1,0 +1,154 @@
+"""Times the read side through the real mlflow-tracing SDK, as a user would
+call it: `mlflow.search_traces(...)` (first page of up to 100 traces, with
+spans -- the SDK default -- and without) and `mlflow.get_trace(id)`.
+
+Runs in the mlflow-tracing venv against one server holding dataset traces
+0..size-1 (dataset.py). Parameters are drawn from a seeded generator, so both
+servers answer the same sequence of questions; the number of results of each
+call is reported so the orchestrator can check that they agree.
+
+A query the server rejects (4xx: e.g. a filter form it does not implement)
+is reported as unsupported, not as a crash.
+"""
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import dataset  # noqa: E402
+import transport  # noqa: E402
+import workload  # noqa: E402
+
+MAX_RESULTS = 100
+
+# name -> (description shown in the table, kind)
+QUERIES = {
+    "user": "search_traces by user",
+    "session": "search_traces by session",
+    "env_time": "search_traces by environment + time range",
+    "ordered": "search_traces, ordered first page",
+    "span_name": "search_traces by span.name",
+    "fulltext": "search_traces full text (trace.text LIKE)",
+    "get_trace": "get_trace by id",
+}
+
+
+def search_args(name, rng, size, t0, step):
+    if name == "user":
+        return {"filter_string": f"metadata.`mlflow.trace.user` = 'user-{rng.randrange(workload.USERS):04d}'"}
+    if name == "session":
+        return {"filter_string": f"metadata.`mlflow.trace.session` = '{workload.session_of(rng.randrange(size))}'"}
+    if name == "env_time":
+        span = size * step
+        window = max(span // 10, 1)
+        a = t0 + rng.randrange(max(span - window, 1))
+        return {"filter_string": f"tags.environment = 'production' AND attributes.timestamp_ms >= {a} "
+                                 f"AND attributes.timestamp_ms < {a + window}"}
+    if name == "ordered":
+        return {"order_by": ["timestamp_ms DESC"]}
+    if name == "span_name":
+        return {"filter_string": f"span.name = '{rng.choice(workload.TOOLS)}'"}
+    if name == "fulltext":
+        return {"filter_string": f"trace.text LIKE '%{workload.order_number(rng.randrange(size))}%'"}
+    raise KeyError(name)
+
+
+def classify(exc):
+    """'unsupported' for a server's 4xx answer, else 'error'."""
+    text = str(exc)
+    code = getattr(exc, "error_code", "") or ""
+    if any(c in text or c in code for c in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "NOT_IMPLEMENTED",
+                                            "ENDPOINT_NOT_FOUND", "400", "404", "501")):
+        return "unsupported"
+    return "error"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--uri", required=True)
+    ap.add_argument("--experiment-id", required=True)
+    ap.add_argument("--size", type=int, required=True)
+    ap.add_argument("--t0", type=int, required=True)
+    ap.add_argument("--step", type=int, required=True)
+    ap.add_argument("--reps", type=int, default=50)
+    ap.add_argument("--min-reps", type=int, default=5)
+    ap.add_argument("--budget", type=float, default=120.0, help="seconds per query before stopping at min-reps")
+    ap.add_argument("--queries", default=",".join(QUERIES))
+    ap.add_argument("--seed", type=int, default=42)
+    args = ap.parse_args()
+
+    timer = transport.HttpTimer()
+    transport.measure(timer)
+    import mlflow
+    import requests
+
+    mlflow.set_tracking_uri(args.uri)
+    exp = str(args.experiment_id)
+
+    # The floor: one bare HTTP round trip from this client (no SDK).
+    s = requests.Session()
+    floor = []
+    for _ in range(30):
+        t = time.perf_counter()
+        s.get(args.uri + "/health", timeout=30)
+        floor.append(time.perf_counter() - t)
+
+    out = {"http_floor_seconds": sorted(floor)[len(floor) // 2], "queries": {}}
+    plan = []
+    for name in args.queries.split(","):
+        if name == "get_trace":
+            plan.append(("get_trace", None))
+        else:
+            plan.append((name, True))
+            plan.append((name, False))
+
+    for name, spans in plan:
+        key = name if spans is None else f"{name}/{'spans' if spans else 'nospans'}"
+        rng = random.Random(f"{args.seed}-{name}")
+
+        def call():
+            if name == "get_trace":
+                tr = mlflow.get_trace(dataset.trace_id(rng.randrange(args.size)))
+                if tr is None:
+                    raise RuntimeError("get_trace returned None (trace not found)")
+                return 1, len(tr.data.spans)
+            res = mlflow.search_traces(locations=[exp], max_results=MAX_RESULTS, include_spans=spans,
+                                       return_type="list", **search_args(name, rng, args.size, args.t0, args.step))
+            return len(res), sum(len(t.data.spans) for t in res)
+
+        entry = {"times": [], "http": [], "results": [], "spans": []}
+        out["queries"][key] = entry
+        try:
+            call()  # warm-up: connections, caches, lazy imports; not timed
+        except Exception as e:  # noqa: BLE001 - reported, not hidden
+            entry["status"] = classify(e)
+            entry["error"] = str(e)[:300]
+            continue
+        entry["status"] = "ok"
+        start = time.perf_counter()
+        for rep in range(args.reps):
+            h0 = timer.snapshot()["http_seconds"]
+            t = time.perf_counter()
+            try:
+                n, nspans = call()
+            except Exception as e:  # noqa: BLE001
+                entry["status"] = "error"
+                entry["error"] = f"rep {rep}: {str(e)[:300]}"
+                break
+            entry["times"].append(time.perf_counter() - t)
+            entry["http"].append(timer.snapshot()["http_seconds"] - h0)
+            entry["results"].append(n)
+            entry["spans"].append(nspans)
+            if rep + 1 >= args.min_reps and time.perf_counter() - start > args.budget:
+                break
+        print(f"  {key}: {entry['status']} {len(entry['times'])} reps", file=sys.stderr, flush=True)
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
