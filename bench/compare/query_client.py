@@ -7,6 +7,10 @@ Runs in the mlflow-tracing venv against one server holding dataset traces
 servers answer the same sequence of questions; the number of results of each
 call is reported so the orchestrator can check that they agree.
 
+For the first few repetitions the same call is run once more with the
+responses replayed from memory (transport.Replay): the SDK's own time for
+that query, which no server can beat.
+
 A query the server rejects (4xx: e.g. a filter form it does not implement)
 is reported as unsupported, not as a crash.
 """
@@ -32,9 +36,10 @@ QUERIES = {
     "session": "search_traces by session",
     "env_time": "search_traces by environment + time range",
     "ordered": "search_traces, ordered first page",
+    "get_trace": "get_trace by id",
+    # Last: on MLflow these take seconds to minutes.
     "span_name": "search_traces by span.name",
     "fulltext": "search_traces full text (trace.text LIKE)",
-    "get_trace": "get_trace by id",
 }
 
 
@@ -58,9 +63,20 @@ def search_args(name, rng, size, t0, step):
     raise KeyError(name)
 
 
+def wait_idle(pid):
+    """After a client-side timeout the server may still be working on the
+    abandoned query: wait until it is idle so later figures are not skewed."""
+    if pid:
+        import servers
+
+        servers.wait_idle(pid)
+
+
 def classify(exc):
-    """'unsupported' for a server's 4xx answer, else 'error'."""
+    """'unsupported' for a server's 4xx answer, 'timeout', else 'error'."""
     text = str(exc)
+    if "timed out" in text.lower() or "timeout" in type(exc).__name__.lower():
+        return "timeout"
     code = getattr(exc, "error_code", "") or ""
     if any(c in text or c in code for c in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "NOT_IMPLEMENTED",
                                             "ENDPOINT_NOT_FOUND", "400", "404", "501")):
@@ -80,10 +96,14 @@ def main():
     ap.add_argument("--budget", type=float, default=120.0, help="seconds per query before stopping at min-reps")
     ap.add_argument("--queries", default=",".join(QUERIES))
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--replays", type=int, default=5, help="reps also re-run from recorded responses")
+    ap.add_argument("--timeout", type=float, default=0, help="the SDK's HTTP timeout, for the report")
+    ap.add_argument("--server-pid", type=int, default=0, help="to wait for the server to be idle after a timeout")
     args = ap.parse_args()
 
     timer = transport.HttpTimer()
-    transport.measure(timer)
+    replay = transport.Replay()
+    transport.measure(timer, replay)
     import mlflow
     import requests
 
@@ -111,39 +131,79 @@ def main():
         key = name if spans is None else f"{name}/{'spans' if spans else 'nospans'}"
         rng = random.Random(f"{args.seed}-{name}")
 
-        def call():
+        def params():
             if name == "get_trace":
-                tr = mlflow.get_trace(dataset.trace_id(rng.randrange(args.size)))
+                return dataset.trace_id(rng.randrange(args.size))
+            return search_args(name, rng, args.size, args.t0, args.step)
+
+        def call(p):
+            if name == "get_trace":
+                tr = mlflow.get_trace(p)
                 if tr is None:
                     raise RuntimeError("get_trace returned None (trace not found)")
                 return 1, len(tr.data.spans)
             res = mlflow.search_traces(locations=[exp], max_results=MAX_RESULTS, include_spans=spans,
-                                       return_type="list", **search_args(name, rng, args.size, args.t0, args.step))
+                                       return_type="list", **p)
             return len(res), sum(len(t.data.spans) for t in res)
 
-        entry = {"times": [], "http": [], "results": [], "spans": []}
+        entry = {"times": [], "http": [], "results": [], "spans": [], "sdk_alone": [], "raw_http": []}
         out["queries"][key] = entry
+        # Warm-up (connections, caches, lazy imports), timed: a query so slow
+        # that min-reps of it would exceed the budget keeps this as its only
+        # sample (marked cold) instead of running for hours.
+        p = params()
+        t = time.perf_counter()
         try:
-            call()  # warm-up: connections, caches, lazy imports; not timed
+            n, nspans = call(p)
         except Exception as e:  # noqa: BLE001 - reported, not hidden
             entry["status"] = classify(e)
             entry["error"] = str(e)[:300]
+            if entry["status"] == "timeout":
+                entry["timeout_seconds"] = args.timeout
+                wait_idle(args.server_pid)
+            print(f"  {key}: {entry['status']}", file=sys.stderr, flush=True)
             continue
+        warm = time.perf_counter() - t
         entry["status"] = "ok"
+        if warm * args.min_reps > args.budget:
+            entry.update(times=[warm], results=[n], spans=[nspans], cold=True)
+            print(f"  {key}: ok, 1 cold sample ({warm:.1f} s)", file=sys.stderr, flush=True)
+            continue
         start = time.perf_counter()
         for rep in range(args.reps):
+            p = params()
+            replaying = rep < args.replays
+            replay.mode = "record" if replaying else None
             h0 = timer.snapshot()["http_seconds"]
             t = time.perf_counter()
             try:
-                n, nspans = call()
+                n, nspans = call(p)
             except Exception as e:  # noqa: BLE001
-                entry["status"] = "error"
+                entry["status"] = "error" if classify(e) != "timeout" else "timeout"
                 entry["error"] = f"rep {rep}: {str(e)[:300]}"
+                replay.mode = None
                 break
             entry["times"].append(time.perf_counter() - t)
             entry["http"].append(timer.snapshot()["http_seconds"] - h0)
             entry["results"].append(n)
             entry["spans"].append(nspans)
+            if replaying:
+                # The same call again, answered from memory: the SDK's own time.
+                replay.mode = "replay"
+                t = time.perf_counter()
+                try:
+                    call(p)
+                    entry["sdk_alone"].append(time.perf_counter() - t)
+                except Exception as e:  # noqa: BLE001 - the floor is optional
+                    entry["sdk_alone_error"] = str(e)[:300]
+                # And its requests once more, one after another, without the
+                # SDK: the servers' own time (plus one HTTP round trip each).
+                replay.mode = None
+                try:
+                    entry["raw_http"].append(replay.reissue(s))
+                except Exception as e:  # noqa: BLE001
+                    entry["raw_http_error"] = str(e)[:300]
+                replay.clear()
             if rep + 1 >= args.min_reps and time.perf_counter() - start > args.budget:
                 break
         print(f"  {key}: {entry['status']} {len(entry['times'])} reps", file=sys.stderr, flush=True)

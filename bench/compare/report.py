@@ -53,9 +53,12 @@ def _ratio(r):
 
 
 class Row:
-    def __init__(self, section, label, tb, ml, ratio=None, goal=None, met=None, note=""):
+    def __init__(self, section, label, tb, ml, ratio=None, goal=None, met=None, note="", sdk="", server_ratio=""):
         self.section, self.label, self.tb, self.ml = section, label, tb, ml
         self.ratio, self.goal, self.met, self.note = ratio, goal, met, note
+        # Query rows: the SDK's own time for the call (responses replayed from
+        # memory) and the ratio of the servers' shares (call minus SDK time).
+        self.sdk, self.server_ratio = sdk, server_ratio
 
 
 def _better(tb, ml, lower_is_better=True):
@@ -98,12 +101,14 @@ def rows(res):
             td, md = t.get("dropped"), m.get("dropped")
             out.append(Row(sec, f"traces dropped, {SETUP_LABELS[key]}", _fmt_drop(td, n), _fmt_drop(md, n), "—",
                            "0 dropped", None if td is None else td == 0))
-    prod = base.get("noop/async/4", {}).get("seconds")
-    if prod:
-        te, me = t4.get("seconds"), ml_i.get("async/4", {}).get("seconds")
-        out.append(Row(sec, "async, 4 clients: end-to-end ÷ clients' own production time",
-                       _num(te / prod if te else None, 2), _num(me / prod if me else None, 2), "—",
-                       "≤ 1.10", None if te is None else te / prod <= 1.10))
+    tprod = base.get("tracebox", {}).get("async/4", {}).get("seconds")
+    mprod = base.get("mlflow", {}).get("async/4", {}).get("seconds")
+    te, me = t4.get("seconds"), ml_i.get("async/4", {}).get("seconds")
+    if tprod or mprod:
+        tv = te / tprod if te and tprod else None
+        mv = me / mprod if me and mprod else None
+        out.append(Row(sec, "async, 4 clients: end-to-end ÷ the same clients' time with no server",
+                       _num(tv, 2), _num(mv, 2), "—", "≤ 1.10", None if tv is None else tv <= 1.10))
 
     q = res.get("query", {})
     tbq, mlq = q.get("tracebox", {}), q.get("mlflow", {})
@@ -133,7 +138,20 @@ def rows(res):
             tr, mr = t.get("results", []), m.get("results", [])
             if tr and mr and tr[: len(mr)] != mr[: len(tr)]:
                 note = "result counts differ"
-            out.append(Row(sec, label, _qcell(t), _qcell(m), _ratio(ratio), goal, met, note))
+            ts, ms = _server_side(t), _server_side(m)
+            if ms is None and m.get("status") == "ok" and m.get("cold"):
+                ms = _p(m, 0.5)  # one slow sample: the SDK's share is negligible
+            sr = ms / ts if ts and ms is not None else None
+            sdk = _sdk_alone(t)
+            rtxt = _ratio(ratio)
+            if ratio is None and m.get("status") == "timeout" and tp:
+                lower = m.get("timeout_seconds", 0) * 1000 / tp
+                rtxt = "> " + _ratio(lower)
+                if met is None and goal:
+                    met = _goal(lower, float(goal.strip("≥ ×"))) or None
+            out.append(Row(sec, label, _qcell(t), _qcell(m), rtxt, goal, met, note,
+                           sdk=_num(sdk) if sdk is not None else "—",
+                           server_ratio=_ratio(sr)))
 
     c = res.get("cost", {})
     tc, mc = c.get("tracebox", {}), c.get("mlflow", {})
@@ -147,6 +165,12 @@ def rows(res):
         out.append(Row(sec, label, _num(tv, unit_digits), _num(mv, unit_digits), _ratio(ratio), goal,
                        _goal(ratio, minimum) if minimum else None))
 
+    for key in SETUP_LABELS:
+        t, m = tb_i.get(key, {}), ml_i.get(key, {})
+        tv = t["server_cpu_seconds"] / t["arrived"] * 1000 if t.get("arrived") and "server_cpu_seconds" in t else None
+        mv = m["server_cpu_seconds"] / m["arrived"] * 1000 if m.get("arrived") and "server_cpu_seconds" in m else None
+        out.append(Row(sec, f"server CPU per ingested trace, {SETUP_LABELS[key]} (ms)", _num(tv, 2), _num(mv, 2),
+                       _ratio(_better(tv, mv))))
     add("start-up to a healthy /health (s)", "startup_seconds", 1, 2, "≤ 1/50", 50)
     out.append(Row(sec, "processes", str(tc.get("processes", "—")), str(mc.get("processes", "—")), "—"))
     add("memory at rest, empty (MB, RSS summed over processes)", "rss_rest", MB, 1, "≤ 1/20", 20)
@@ -180,14 +204,32 @@ def _p(entry, p):
     return pct(entry["times"], p) * 1000
 
 
+def _sdk_alone(entry):
+    if entry.get("status") != "ok" or not entry.get("sdk_alone"):
+        return None
+    return statistics.median(entry["sdk_alone"]) * 1000
+
+
+def _server_side(entry):
+    """Median time of the call's own requests re-sent one by one without the
+    SDK (the server's work plus one round trip per request), ms."""
+    if entry.get("status") != "ok" or not entry.get("raw_http"):
+        return None
+    return statistics.median(entry["raw_http"]) * 1000
+
+
 def _qcell(entry):
     if not entry:
         return "—"
     st = entry.get("status")
+    if st == "timeout":
+        return f"> {entry.get('timeout_seconds', 0):.0f} s (timeout)"
     if st != "ok":
         return st or "—"
     p50, p95 = _p(entry, 0.5), _p(entry, 0.95)
     reps = len(entry["times"])
+    if entry.get("cold"):
+        return f"{_num(p50)} (1 cold call)"
     s = f"{_num(p50)} ({_num(p95)})"
     return s if reps >= 20 else s + f" n={reps}"
 
@@ -198,7 +240,8 @@ def baseline_rows(res):
     n = res["config"]["n"]
     out = []
     for key, label in SETUP_LABELS.items():
-        b = base.get(f"noop/{key}", {})
+        b = base.get("tracebox", {}).get(key, {})
+        bm = base.get("mlflow", {}).get(key, {})
         t = ing.get("tracebox", {}).get(key, {})
         m = ing.get("mlflow", {}).get(key, {})
         clients = int(key.split("/")[1])
@@ -207,9 +250,11 @@ def baseline_rows(res):
             "label": label,
             "disabled": d.get("rate"),
             "noop": b.get("rate"),
+            "noop_ml": bm.get("rate"),
             "tracebox": t.get("rate"),
             "mlflow": m.get("rate"),
             "tb_share": (t["rate"] / b["rate"]) if t.get("rate") and b.get("rate") else None,
+            "ml_share": (m["rate"] / bm["rate"]) if m.get("rate") and bm.get("rate") else None,
             "cpu_per_trace_ms": (b["cpu_seconds"] / n * 1000) if b.get("cpu_seconds") else None,
             "req_per_trace": (b["requests"] / n) if b.get("requests") else None,
         })
@@ -243,10 +288,10 @@ def client_overhead(res):
 
 def auto_notes(res):
     out = []
-    base = res.get("baseline", {})
+    base = res.get("baseline", {}).get("tracebox", {})
     ing = res.get("ingest", {})
     ml_rates = [v["rate"] for v in ing.get("mlflow", {}).values() if "rate" in v]
-    prod = base.get("noop/async/4", {}).get("rate")
+    prod = base.get("async/4", {}).get("rate")
     tb4 = ing.get("tracebox", {}).get("async/4", {}).get("rate")
     if prod and ml_rates:
         out.append(
@@ -255,7 +300,7 @@ def auto_notes(res):
             f"{max(ml_rates):.1f} traces/s, so no server can be shown more than {prod / max(ml_rates):.0f}x faster "
             f"than MLflow here with this SDK"
             + (f"; tracebox reached {tb4:.0f} traces/s, {tb4 / prod * 100:.0f}% of that ceiling." if tb4 else "."))
-    b1 = base.get("noop/sync/1", {})
+    b1 = base.get("sync/1", {})
     t1 = ing.get("tracebox", {}).get("sync/1", {})
     if b1.get("cpu_seconds") and t1.get("n"):
         n = t1["n"]
@@ -285,16 +330,19 @@ def render(res):
     lines = []
     section = None
     head = f"{'':{w}}{'tracebox':>18} {'MLflow':>18} {'ratio':>9}  {'goal':>8} {'met':>4}"
+    qhead = head + f" {'SDK alone':>10} {'server ratio':>12}"
     for r in rs:
         if r.section != section:
             section = r.section
-            lines += ["", r.section, head]
+            lines += ["", r.section, qhead if r.section.startswith("Queries") else head]
+        extra = f" {r.sdk:>10} {r.server_ratio:>12}" if r.section.startswith("Queries") else ""
         lines.append(f"{r.label:{w}}{r.tb:>18} {r.ml:>18} {r.ratio:>9}  {r.goal or '':>8} {_mark(r.met):>4}"
-                     + (f"  {r.note}" if r.note else ""))
-    lines += ["", "Clients alone (traces/s): tracing disabled | SDK to a no-op in-process sink | to tracebox | to MLflow"]
+                     + extra + (f"  {r.note}" if r.note else ""))
+    lines += ["", "Clients alone (traces/s): tracing disabled | no-op sink, run before tracebox | to tracebox "
+              "| no-op sink, run before MLflow | to MLflow"]
     for b in baseline_rows(res):
         lines.append(f"  {b['label']:40} {_num(b['disabled']):>9} {_num(b['noop']):>9} {_num(b['tracebox']):>9} "
-                     f"{_num(b['mlflow']):>9}")
+                     f"{_num(b['noop_ml']):>9} {_num(b['mlflow']):>9}")
     for c in res.get("checks", []):
         lines.append("check: " + c)
     return "\n".join(lines)
@@ -332,20 +380,34 @@ def markdown(res):
     L.append("")
     section = None
     for r in rs:
+        q = r.section.startswith("Queries")
         if r.section != section:
             section = r.section
-            L += ["", f"**{section}**", "", "| | tracebox | MLflow | ratio | goal | met |", "|---|---:|---:|---:|---|---|"]
+            if q:
+                L += ["", f"**{section}**", "",
+                      "| | tracebox | MLflow | ratio | goal | met | SDK alone | server-side ratio |",
+                      "|---|---:|---:|---:|---|---|---:|---:|"]
+            else:
+                L += ["", f"**{section}**", "", "| | tracebox | MLflow | ratio | goal | met |",
+                      "|---|---:|---:|---:|---|---|"]
         note = f" ({r.note})" if r.note else ""
-        L.append(f"| {r.label}{note} | {r.tb} | {r.ml} | {r.ratio} | {r.goal or ''} | {_mark(r.met)} |")
+        extra = f" {r.sdk} | {r.server_ratio} |" if q else ""
+        L.append(f"| {r.label}{note} | {r.tb} | {r.ml} | {r.ratio} | {r.goal or ''} | {_mark(r.met)} |{extra}")
     L.append("")
     L.append("**The clients alone** (traces/s with the same N and set-up)")
     L.append("")
-    L.append("| set-up | tracing disabled | SDK to a no-op sink | SDK to tracebox | SDK to MLflow | tracebox ÷ no-op | SDK CPU per trace (ms) | requests per trace |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("Each \"no-op sink\" run is the same clients with every request answered in-process, run just "
+             "before the server run it is compared with.")
+    L.append("")
+    L.append("| set-up | tracing disabled | no-op sink | to tracebox | tracebox ÷ no-op | no-op sink | to MLflow | "
+             "MLflow ÷ no-op | SDK CPU per trace (ms) | requests per trace |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for b in baseline_rows(res):
         share = f"{b['tb_share'] * 100:.0f}%" if b["tb_share"] else "—"
-        L.append(f"| {b['label']} | {_num(b['disabled'])} | {_num(b['noop'])} | {_num(b['tracebox'])} | "
-                 f"{_num(b['mlflow'])} | {share} | {_num(b['cpu_per_trace_ms'])} | {_num(b['req_per_trace'])} |")
+        mshare = f"{b['ml_share'] * 100:.0f}%" if b["ml_share"] else "—"
+        L.append(f"| {b['label']} | {_num(b['disabled'])} | {_num(b['noop'])} | {_num(b['tracebox'])} | {share} | "
+                 f"{_num(b['noop_ml'])} | {_num(b['mlflow'])} | {mshare} | {_num(b['cpu_per_trace_ms'])} | "
+                 f"{_num(b['req_per_trace'])} |")
     co = client_overhead(res)
     if co:
         L.append("")
@@ -424,7 +486,15 @@ of the returned traces, 10 per request) and `mlflow.get_trace(id)` (2 requests).
 `order_by timestamp_ms DESC`, `span.name = '<tool>'` (1/8 of the traces), `trace.text LIKE
 '%ORD0012345%'` (exactly one trace). Parameters are drawn from a seeded generator (same sequence
 for both servers); one untimed warm-up call per query; the number of results per call is compared
-between the systems. A filter a server rejects is shown as "unsupported".
+between the systems. A filter a server rejects is shown as "unsupported". For the first 5
+repetitions the same call is repeated with every HTTP response replayed from memory
+(`transport.Replay`): "SDK alone" is that time, the SDK's own work for the call (building
+requests, parsing JSON into `Trace` objects), which no server can go below; then the call's
+recorded requests are sent once more one after another with plain `requests` and no SDK:
+"server-side ratio" is MLflow's median of that time ÷ tracebox's (each includes one loopback
+round trip per request). A query whose first call alone would exceed the budget 5 times over is
+measured once ("1 cold call"); a call that exceeds the SDK's HTTP timeout is shown as "> T s"
+with a lower bound for the ratio, and the next query waits until the server is idle.
 
 **Cost.** Start-up: process start to the first 200 from `/health` (polled every 10 ms), empty
 data directory. Memory: RSS summed over the server's whole process tree (MLflow runs a

@@ -232,8 +232,16 @@ class Bench:
             procs, rss, pss = srv.memory()
             cost.update(processes=procs, rss_rest=rss, pss_rest=pss)
             finish = self.sampler(srv)
+            base = self.results["baseline"].setdefault(system, {})
             for mode, clients in INGEST_SETUPS:
                 key = f"{mode}/{clients}"
+                # The same clients with no server, right before: on a shared
+                # machine only adjacent runs are comparable.
+                log(f"{system}: clients alone (no-op sink), {mode}, {clients} client(s)")
+                try:
+                    base[key] = self.baseline("noop", mode, clients)
+                except Exception as e:  # noqa: BLE001
+                    base[key] = {"error": str(e)[:500]}
                 log(f"{system}: ingest {self.a.n} traces, {mode}, {clients} client(s)")
                 try:
                     res[key] = self._ingest_one(system, srv, mode, clients)
@@ -252,6 +260,7 @@ class Bench:
         name = f"ingest-{mode}-{clients}"
         exp = self.create_experiment(srv, name)
         warm = self.create_experiment(srv, name + "-warmup")
+        cpu0 = srv.cpu()
         t_go, results = self.run_clients(mode, clients, "server", srv.url, name, n, warm)
         t_clients = max(r["t_flushed"] for r in results)
         # Verify by count before the clock stops; the clock stops when the
@@ -268,6 +277,7 @@ class Bench:
                 break
             time.sleep(0.5)
         seconds = t_end - t_go
+        server_cpu = srv.cpu() - cpu0
         db = self.db_counts(system, srv, exp)
         return {
             "n": n, "arrived": last, "dropped": n - last, "seconds": seconds, "rate": last / seconds,
@@ -275,26 +285,27 @@ class Bench:
             "client_http_seconds": sum(r["http_seconds"] for r in results),
             "client_http_requests": sum(r["http_requests"] for r in results),
             "client_cpu_seconds": sum(r["cpu_seconds"] for r in results),
+            "server_cpu_seconds": server_cpu,
             "db": db,
         }
 
+    def baseline(self, sink, mode, clients):
+        """The clients alone, no server: their own production rate."""
+        t_go, results = self.run_clients(mode, clients, sink, "http://127.0.0.1:9", "bench", self.a.n)
+        seconds = max(r["t_flushed"] for r in results) - t_go
+        return {"seconds": seconds, "rate": self.a.n / seconds,
+                "cpu_seconds": sum(r["cpu_seconds"] for r in results),
+                "requests": sum(r["http_requests"] for r in results)}
+
     def baselines(self):
-        """The clients alone: no server, so their own production rate."""
+        """Tracing disabled: the application code alone."""
         res = self.results["baseline"]
-        for mode, clients in INGEST_SETUPS:
-            for sink in ("noop", "disabled"):
-                if sink == "disabled" and mode == "async":
-                    continue  # disabled tracing does not log, sync or async
-                key = f"{sink}/{mode}/{clients}" if sink == "noop" else f"disabled/{clients}"
-                log(f"clients alone: {key}")
-                try:
-                    t_go, results = self.run_clients(mode, clients, sink, "http://127.0.0.1:9", "bench", self.a.n)
-                    seconds = max(r["t_flushed"] for r in results) - t_go
-                    res[key] = {"seconds": seconds, "rate": self.a.n / seconds,
-                                "cpu_seconds": sum(r["cpu_seconds"] for r in results),
-                                "requests": sum(r["http_requests"] for r in results)}
-                except Exception as e:  # noqa: BLE001
-                    res[key] = {"error": str(e)[:500]}
+        for clients in (1, 4):
+            log(f"clients alone: tracing disabled, {clients} client(s)")
+            try:
+                res[f"disabled/{clients}"] = self.baseline("disabled", "sync", clients)
+            except Exception as e:  # noqa: BLE001
+                res[f"disabled/{clients}"] = {"error": str(e)[:500]}
 
     def load(self, system, srv, exp, templates, t0, first, count):
         procs = self.a.load_procs
@@ -340,12 +351,17 @@ class Bench:
                 cost[f"disk_{size}"] = srv.disk()
                 cost[f"rss_rest_{size}"] = rss
                 log(f"{system}: {size} traces, {cost[f'disk_{size}'] / size:.0f} B/trace on disk; querying")
+                servers.wait_idle(srv.proc.pid)
                 finish = self.sampler(srv)
+                env = self.client_env(False)
+                # A timed-out query must fail once, not be retried for hours.
+                env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
                 p = subprocess.run(
                     [self.py_tracing, os.path.join(HERE, "query_client.py"), "--uri", srv.url, "--experiment-id", exp,
+                     "--timeout", str(self.a.query_timeout), "--server-pid", str(srv.proc.pid),
                      "--size", str(size), "--t0", str(t0), "--step", str(self.a.step_ms), "--reps", str(self.a.reps),
                      "--budget", str(self.a.budget)] + (["--queries", self.a.queries] if self.a.queries else []),
-                    env=self.client_env(False), capture_output=True, text=True)
+                    env=env, capture_output=True, text=True)
                 peak = finish()
                 cost[f"rss_query_{size}"] = peak["rss"]
                 cost[f"pss_query_{size}"] = peak["pss"]
@@ -400,15 +416,16 @@ class Bench:
         self.install_sizes()
         templates = self.templates()
         phases = self.a.phases.split(",")
+        systems = self.a.systems.split(",")
         if "ingest" in phases:
-            for system in ("tracebox", "mlflow"):
+            for system in systems:
                 self.ingest(system)
             self.baselines()
         if "query" in phases:
             # All traces in the past (tracebox keeps 90 days by default), one every step_ms.
             t0 = (int(time.time() * 1000) - max(self.a.sizes) * self.a.step_ms - 3_600_000) // 1000 * 1000
             self.results["config"]["t0_ms"] = t0
-            for system in ("tracebox", "mlflow"):
+            for system in systems:
                 self.queries(system, templates, t0)
         self.results["environment"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
         raw = os.path.join(self.work, "results.json")
@@ -433,12 +450,13 @@ def main():
     ap.add_argument("--budget", type=float, default=120, help="seconds per query before stopping at 5 reps")
     ap.add_argument("--queries", default="", help="comma-separated subset of query_client.QUERIES")
     ap.add_argument("--phases", default="ingest,query")
+    ap.add_argument("--systems", default="tracebox,mlflow", help="for development: measure only one")
     ap.add_argument("--step-ms", type=int, default=500, help="time between consecutive dataset traces")
     ap.add_argument("--load-procs", type=int, default=2, help="parallel loader processes")
     ap.add_argument("--timeout", type=float, default=3600, help="longest wait for one ingestion set-up")
     ap.add_argument("--stall", type=float, default=15, help="stop waiting when the count has not grown for this long")
     ap.add_argument("--settle", type=float, default=3, help="idle seconds before 'at rest' measurements")
-    ap.add_argument("--query-timeout", type=int, default=1800, help="SDK HTTP timeout for queries")
+    ap.add_argument("--query-timeout", type=int, default=900, help="SDK HTTP timeout for one query call (s)")
     ap.add_argument("--work-dir", default="target/bench-compare")
     ap.add_argument("--out", default="BENCHMARKS.md")
     ap.add_argument("--command", default="", help="the command line to print in the report")

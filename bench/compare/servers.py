@@ -66,6 +66,36 @@ def memory(pid):
     return len(procs), rss * 1024, pss * 1024
 
 
+def cpu_seconds(pid):
+    """CPU time (user + system, including reaped children) of pid and its
+    descendants so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        # utime, stime, cutime, cstime are fields 14-17 (1-based) of stat.
+        total += sum(int(x) for x in fields[11:15])
+    return total / tick
+
+
+def wait_idle(pid, cap=1800, threshold=0.1):
+    """Waits until the process tree used less than `threshold` CPU seconds
+    in 2 s (at most `cap` seconds)."""
+    t_end = time.time() + cap
+    last = cpu_seconds(pid)
+    while time.time() < t_end:
+        time.sleep(2)
+        now = cpu_seconds(pid)
+        if now - last < threshold:
+            return
+        last = now
+
+
 def dir_size(path):
     total = 0
     for root, _dirs, files in os.walk(path):
@@ -125,6 +155,9 @@ class Server:
         if m[1] > self.peak[1]:
             self.peak = m
         return m
+
+    def cpu(self):
+        return cpu_seconds(self.proc.pid)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -50,17 +50,76 @@ class HttpTimer:
             return {"http_seconds": self.seconds, "http_requests": self.requests}
 
 
-def measure(timer):
-    """Patches the transport to time every real request."""
+def measure(timer, replay=None):
+    """Patches the transport to time every real request (and, with a
+    `Replay`, to record responses or answer from the recording)."""
 
     def send(self, request, *args, **kwargs):
+        if replay is not None and replay.mode == "replay":
+            return replay.answer(request)
         t = time.perf_counter()
         try:
-            return _ORIGINAL_SEND(self, request, *args, **kwargs)
+            resp = _ORIGINAL_SEND(self, request, *args, **kwargs)
         finally:
             timer.add(time.perf_counter() - t)
+        if replay is not None and replay.mode == "record":
+            replay.keep(request, resp)
+        return resp
 
     HTTPAdapter.send = send
+
+
+class Replay:
+    """Records a call's HTTP exchanges, then answers the same requests from
+    memory: re-running the same SDK call then costs only the SDK's own work
+    (building requests, parsing responses into Trace objects), the floor that
+    no server can go below."""
+
+    def __init__(self):
+        self.mode = None
+        self.lock = threading.Lock()
+        self.store = {}
+        self.requests = []
+
+    def clear(self):
+        with self.lock:
+            self.store.clear()
+            self.requests.clear()
+
+    @staticmethod
+    def _key(request):
+        body = request.body
+        if isinstance(body, str):
+            body = body.encode()
+        return (request.method, request.url, body)
+
+    def keep(self, request, resp):
+        with self.lock:
+            self.store[self._key(request)] = (resp.status_code, dict(resp.headers), resp.content)
+            self.requests.append((request.method, request.url, request.body, dict(request.headers)))
+
+    def reissue(self, session):
+        """Sends the recorded requests again, sequentially, with a plain
+        session; returns the total seconds."""
+        with self.lock:
+            reqs = list(self.requests)
+        total = 0.0
+        for method, url, body, headers in reqs:
+            headers = {k: v for k, v in headers.items() if k.lower() in ("content-type", "x-mlflow-experiment-id")}
+            t = time.perf_counter()
+            r = session.request(method, url, data=body, headers=headers, timeout=3600)
+            total += time.perf_counter() - t
+            r.raise_for_status()
+        return total
+
+    def answer(self, request):
+        with self.lock:
+            hit = self.store.get(self._key(request))
+        if hit is None:
+            raise RuntimeError(f"replay: no recorded answer for {request.method} {request.url}")
+        status, headers, content = hit
+        r = _response(request, status, content, headers.get("Content-Type", "application/json"))
+        return r
 
 
 def _response(request, status, body, content_type):
