@@ -260,7 +260,7 @@ class Bench:
         name = f"ingest-{mode}-{clients}"
         exp = self.create_experiment(srv, name)
         warm = self.create_experiment(srv, name + "-warmup")
-        cpu0 = srv.cpu()
+        cpu0, io0 = srv.cpu(), srv.io()
         t_go, results = self.run_clients(mode, clients, "server", srv.url, name, n, warm)
         t_clients = max(r["t_flushed"] for r in results)
         # Verify by count before the clock stops; the clock stops when the
@@ -278,6 +278,7 @@ class Bench:
             time.sleep(0.5)
         seconds = t_end - t_go
         server_cpu = srv.cpu() - cpu0
+        io1 = srv.io()
         db = self.db_counts(system, srv, exp)
         return {
             "n": n, "arrived": last, "dropped": n - last, "seconds": seconds, "rate": last / seconds,
@@ -286,6 +287,8 @@ class Bench:
             "client_http_requests": sum(r["http_requests"] for r in results),
             "client_cpu_seconds": sum(r["cpu_seconds"] for r in results),
             "server_cpu_seconds": server_cpu,
+            "server_write_bytes": io1[1] - io0[1],
+            "server_wchar": io1[0] - io0[0],
             "db": db,
         }
 

@@ -83,6 +83,21 @@ def cpu_seconds(pid):
     return total / tick
 
 
+def io_bytes(pid):
+    """(bytes handed to write(), bytes sent to storage) by pid and its
+    descendants so far (/proc/<pid>/io: wchar, write_bytes)."""
+    wchar = written = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/io") as f:
+                d = dict(line.split(": ") for line in f.read().splitlines() if ": " in line)
+        except OSError:
+            continue
+        wchar += int(d.get("wchar", 0))
+        written += int(d.get("write_bytes", 0))
+    return wchar, written
+
+
 def wait_idle(pid, cap=1800, threshold=0.1):
     """Waits until the process tree used less than `threshold` CPU seconds
     in 2 s (at most `cap` seconds)."""
@@ -158,6 +173,9 @@ class Server:
 
     def cpu(self):
         return cpu_seconds(self.proc.pid)
+
+    def io(self):
+        return io_bytes(self.proc.pid)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
