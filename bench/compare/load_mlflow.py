@@ -25,6 +25,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset  # noqa: E402
 
 
+def retry(fn, *args):
+    """Parallel loaders share one SQLite file: a write that still finds it
+    locked after SQLite's busy timeout is tried again (both calls are
+    idempotent for the same trace)."""
+    for attempt in range(10):
+        try:
+            return fn(*args)
+        except Exception as e:  # noqa: BLE001 - only lock contention is retried
+            if "locked" not in str(e).lower() or attempt == 9:
+                raise
+            time.sleep(1 + attempt)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--db-uri", required=True)
@@ -75,12 +88,12 @@ def main():
                 spans.append(Span.from_otel_proto(p, resource=resource))
             infos.append(dataset.body_for(body, exp))
         if args.order == "spans-first":
-            store.log_spans(exp, spans)
+            retry(store.log_spans, exp, spans)
         for text in infos:
             msg = Parse(text, StartTraceV3(), ignore_unknown_fields=True)
-            store.start_trace(TraceInfo.from_proto(msg.trace.trace_info))
+            retry(store.start_trace, TraceInfo.from_proto(msg.trace.trace_info))
         if args.order == "info-first":
-            store.log_spans(exp, spans)
+            retry(store.log_spans, exp, spans)
     print("RESULT " + json.dumps({"loaded": args.count, "seconds": time.time() - t}), flush=True)
 
 

@@ -451,8 +451,9 @@ def markdown(res):
             for k, g in v.items():
                 if k.startswith("get_trace_"):
                     L.append(f"- {system}, get_trace at {int(k[10:]):,} traces: {g['wall_ms']:.1f} ms in the SDK call, "
-                             f"{g['http_ms']:.1f} ms of it in HTTP (2 requests); a bare HTTP round trip "
-                             f"(`/health` with `requests`) takes {g['floor_ms']:.2f} ms")
+                             f"{g['http_ms']:.1f} ms of it in HTTP (2 requests)"
+                             + (f"; a bare HTTP round trip (`/health` with `requests`) takes {g['floor_ms']:.2f} ms"
+                                if system == "tracebox" else ""))
     notes = auto_notes(res)
     if notes:
         L.append("")

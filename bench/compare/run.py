@@ -254,6 +254,7 @@ class Bench:
             cost.update(rss_load=peak["rss"], pss_load=peak["pss"], processes_load=peak["procs"])
         finally:
             srv.stop()
+            self.discard(srv)
 
     def _ingest_one(self, system, srv, mode, clients):
         n = self.a.n
@@ -376,6 +377,12 @@ class Bench:
                 res[str(size)] = json.loads(out[-1][7:])
         finally:
             srv.stop()
+            self.discard(srv)
+
+    def discard(self, srv):
+        """Data directories reach gigabytes at 100,000 traces; logs stay."""
+        if not self.a.keep_data:
+            shutil.rmtree(srv.data_dir, ignore_errors=True)
 
     def install_sizes(self):
         c = self.results["cost"]
@@ -461,6 +468,7 @@ def main():
     ap.add_argument("--settle", type=float, default=3, help="idle seconds before 'at rest' measurements")
     ap.add_argument("--query-timeout", type=int, default=900, help="SDK HTTP timeout for one query call (s)")
     ap.add_argument("--work-dir", default="target/bench-compare")
+    ap.add_argument("--keep-data", action="store_true", help="keep the servers' data directories")
     ap.add_argument("--out", default="BENCHMARKS.md")
     ap.add_argument("--command", default="", help="the command line to print in the report")
     args = ap.parse_args()
