@@ -355,7 +355,7 @@ class Bench:
                 cost[f"disk_{size}"] = srv.disk()
                 cost[f"rss_rest_{size}"] = rss
                 log(f"{system}: {size} traces, {cost[f'disk_{size}'] / size:.0f} B/trace on disk; querying")
-                servers.wait_idle(srv.proc.pid)
+                servers.wait_idle(srv.proc.pid, cap=120)
                 finish = self.sampler(srv)
                 env = self.client_env(False)
                 # A timed-out query must fail once, not be retried for hours.

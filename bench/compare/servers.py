@@ -98,7 +98,7 @@ def io_bytes(pid):
     return wchar, written
 
 
-def wait_idle(pid, cap=1800, threshold=0.1):
+def wait_idle(pid, cap=1800, threshold=0.2):
     """Waits until the process tree used less than `threshold` CPU seconds
     in 2 s (at most `cap` seconds)."""
     t_end = time.time() + cap
