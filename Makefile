@@ -6,14 +6,15 @@ VENV_TRACING := .venv-tracing
 VENV_MLFLOW := .venv-mlflow
 DEBUG_BIN := target/debug/tracebox
 
-.PHONY: run build test test-rust test-e2e test-e2e-mlflow venvs lint fmt bench bench-compare clean help
+.PHONY: run build test test-rust test-e2e test-e2e-mlflow venvs lint fmt bench bench-compare bench-ingest clean help
 
 help:
 	@echo "make run            build (release) and serve on ./tracebox-data at http://127.0.0.1:5000"
 	@echo "make test           install test dependencies and run every test"
 	@echo "make lint           rustfmt and clippy, as CI runs them"
-	@echo "make bench          1M-trace search benchmark (tracebox bench)"
+	@echo "make bench          1M-trace search benchmark (tracebox bench search)"
 	@echo "make bench-compare  side-by-side benchmark against a real MLflow server"
+	@echo "make bench-ingest   OTLP ingestion throughput (tracebox bench ingest)"
 
 run:
 	$(CARGO) run --release -- serve
@@ -49,6 +50,20 @@ test-e2e-mlflow: $(VENV_MLFLOW)/.installed
 	@if ls tests/e2e/full_mlflow/test_*.py >/dev/null 2>&1; then \
 		TRACEBOX_BIN=$(CURDIR)/$(DEBUG_BIN) $(VENV_MLFLOW)/bin/python -m pytest tests/e2e/full_mlflow -q; \
 	fi
+
+# Sustained OTLP/HTTP protobuf ingestion: 4 senders, batches of 512 spans,
+# in-process server on a fresh data directory. ARGS passes options through,
+# e.g. make bench-ingest ARGS="--spans 2000000 --json".
+bench-ingest:
+	$(CARGO) build --release
+	target/release/tracebox bench ingest $(ARGS)
+
+# Search benchmark: generates BENCH_TRACES traces once into BENCH_DIR (reused
+# by later runs), then times filters, ordering, paging and full-text search.
+BENCH_TRACES ?= 1000000
+BENCH_DIR ?= ./tracebox-bench
+bench:
+	$(CARGO) run --release -- bench search --traces $(BENCH_TRACES) --data $(BENCH_DIR)
 
 lint:
 	$(CARGO) fmt --check

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, FileConfig, Limits, LogFormat};
+use crate::config::{Config, FileConfig, Limits, LogFormat, OpsConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,6 +47,80 @@ impl From<LogFormatArg> for LogFormat {
 pub enum Command {
     /// Run the server (MLflow API, OTLP, web UI).
     Serve(ServeArgs),
+    /// Copy the database to FILE, consistently, even while a server runs.
+    Backup(crate::ops::backup::BackupArgs),
+    /// Replace a (stopped) server's database with a backup.
+    Restore(crate::ops::backup::RestoreArgs),
+    /// Write traces as JSON lines (MLflow's trace shape) or CSV summaries.
+    Export(crate::ops::export::ExportArgs),
+    /// Load a JSON-lines export into a data directory (idempotent).
+    Import(crate::ops::export::ImportArgs),
+    /// Manage LLM judges: list, add, start, stop, rm, backfill.
+    Judges(crate::judge::cli::JudgesArgs),
+    /// Rebuild the full-text index from the database (refused while a
+    /// server holds this data directory).
+    Reindex(DataArgs),
+    /// Measure performance (build with --release first).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Sustained OTLP/HTTP protobuf ingestion: concurrent senders posting
+    /// batches of realistic 4-span GenAI traces; reports spans/s, CPU, RSS.
+    Ingest(BenchIngestArgs),
+    /// Trace search: filters, ordering, paging and full-text at scale.
+    Search(SearchBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// Benchmark a running server instead of starting one in-process
+    /// (e.g. http://127.0.0.1:5000).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Data directory for the in-process server (default: a fresh temporary
+    /// directory, removed afterwards).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Spans to send in total (rounded up to whole batches).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub spans: usize,
+    /// Spans per OTLP request.
+    #[arg(long, default_value_t = 512)]
+    pub batch: usize,
+    /// Concurrent senders, each waiting for its 200 before the next batch.
+    #[arg(long, default_value_t = 4)]
+    pub senders: usize,
+    /// Average bytes of inputs + outputs per span.
+    #[arg(long, default_value_t = 1024)]
+    pub payload_bytes: usize,
+    /// Print the result as one JSON object too.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchBenchArgs {
+    /// Traces to generate (an existing benchmark data directory with at
+    /// least this many is reused).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub traces: usize,
+    /// Data directory for the generated database and index.
+    #[arg(long, default_value = "./tracebox-bench")]
+    pub data: PathBuf,
+    /// Timed runs per query (after warm-up).
+    #[arg(long, default_value_t = 40)]
+    pub runs: usize,
+    /// Seed of the data generator.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
 }
 
 /// Options shared by every command that opens a data directory.
@@ -108,9 +182,30 @@ pub struct ServeArgs {
     /// first (e.g. 20G, 500M; "off" disables).
     #[arg(long, default_value = "50G", env = "TRACEBOX_MAX_DISK")]
     pub max_disk: String,
-    /// Also send every accepted span to this OTLP/HTTP endpoint.
+    /// Also send every accepted span to this OTLP/HTTP endpoint (a base URL
+    /// gets `/v1/traces` appended), through a durable outbox.
     #[arg(long, env = "TRACEBOX_FORWARD_OTLP")]
     pub forward_otlp: Option<String>,
+    /// Header sent with every forwarded request, as NAME=VALUE (repeatable),
+    /// e.g. `authorization=Bearer xyz`.
+    #[arg(long = "forward-otlp-header", value_name = "NAME=VALUE")]
+    pub forward_otlp_headers: Vec<String>,
+    /// Request bytes in flight at once (bodies, plus room to inflate
+    /// compressed ones); beyond it requests wait briefly, then get 503.
+    #[arg(long, default_value = "256M", env = "TRACEBOX_MAX_INFLIGHT_BYTES")]
+    pub max_inflight_bytes: String,
+    /// Largest single attribute, tag or metadata value (413 beyond).
+    #[arg(long, default_value = "16M", env = "TRACEBOX_MAX_ATTRIBUTE_BYTES")]
+    pub max_attribute_bytes: String,
+    /// Deepest JSON nesting accepted in bodies and attribute values (400 beyond).
+    #[arg(long, default_value_t = 64, env = "TRACEBOX_MAX_NESTING_DEPTH")]
+    pub max_nesting_depth: usize,
+    /// Seconds between retention runs.
+    #[arg(long, default_value_t = 3600, env = "TRACEBOX_RETENTION_INTERVAL_SECS")]
+    pub retention_interval_secs: u64,
+    /// Testing hook: cap the database at this many pages to simulate a full disk.
+    #[arg(long, hide = true)]
+    pub db_max_pages: Option<u64>,
 }
 
 /// Parses sizes such as `50G`, `500M`, `1024`; `off` means no limit.
@@ -133,6 +228,19 @@ pub fn parse_size(s: &str) -> anyhow::Result<Option<u64>> {
     Ok(Some((n * mult as f64) as u64))
 }
 
+/// Parses `NAME=VALUE` (or `NAME: VALUE`).
+fn parse_header(h: &str) -> anyhow::Result<(String, String)> {
+    let (k, v) = h
+        .split_once('=')
+        .or_else(|| h.split_once(':'))
+        .ok_or_else(|| anyhow::anyhow!("invalid header '{h}': use NAME=VALUE"))?;
+    let (k, v) = (k.trim(), v.trim());
+    if k.is_empty() {
+        anyhow::bail!("invalid header '{h}': the name is empty");
+    }
+    Ok((k.to_ascii_lowercase(), v.to_string()))
+}
+
 impl ServeArgs {
     pub fn into_config(self) -> anyhow::Result<Config> {
         let file = self.data.file_config()?;
@@ -144,7 +252,9 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             limits: Limits {
                 max_spans_per_request: self.max_spans_per_request,
-                ..Limits::default()
+                max_attribute_bytes: parse_size(&self.max_attribute_bytes)?
+                    .map_or(usize::MAX, |n| n as usize),
+                max_nesting_depth: self.max_nesting_depth,
             },
             auth_token: self.auth_token.filter(|t| !t.is_empty()),
             insecure_public: self.insecure_public,
@@ -153,6 +263,20 @@ impl ServeArgs {
             retention_days: self.retention_days,
             max_disk_bytes: parse_size(&self.max_disk)?,
             forward_otlp: self.forward_otlp,
+            ops: OpsConfig {
+                max_inflight_bytes: parse_size(&self.max_inflight_bytes)?
+                    .map_or(usize::MAX, |n| n as usize),
+                retention_interval: std::time::Duration::from_secs(
+                    self.retention_interval_secs.max(1),
+                ),
+                forward_headers: self
+                    .forward_otlp_headers
+                    .iter()
+                    .map(|h| parse_header(h))
+                    .collect::<anyhow::Result<_>>()?,
+                db_max_pages: self.db_max_pages,
+                ..OpsConfig::default()
+            },
         })
     }
 }

@@ -43,7 +43,7 @@ pub struct GatewayEndpoint {
     pub max_concurrency: Option<usize>,
     /// Per-call timeout in seconds.
     #[serde(default)]
-    pub timeout_secs: Option<u64>,
+    pub timeout_secs: Option<f64>,
 }
 
 /// The contents of `tracebox.toml`.
@@ -56,28 +56,90 @@ pub struct FileConfig {
     pub judges: JudgeSettings,
 }
 
+/// `[judges]` in `tracebox.toml`: the judge runner's knobs. Every field has
+/// a default; tests shorten the clocks.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JudgeSettings {
     /// A session is judged once it has been idle this long.
     #[serde(default = "default_session_idle")]
-    pub session_idle_secs: u64,
+    pub session_idle_secs: f64,
     /// A trace is judged once no span or info has arrived for this long.
     #[serde(default = "default_settle")]
     pub trace_settle_secs: f64,
     /// Pending evaluations kept before new ones are shed (and counted).
     #[serde(default = "default_queue_cap")]
     pub queue_capacity: usize,
+    /// A trace that never completes (root span or announced spans missing)
+    /// is judged anyway after this long without writes.
+    #[serde(default = "default_incomplete")]
+    pub incomplete_trace_secs: f64,
+    /// Model for builtin judges registered without one (MLflow's default).
+    #[serde(default)]
+    pub default_model: Option<String>,
+    /// Concurrent calls per endpoint unless `[gateway.X] max_concurrency`.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// Per-call timeout unless `[gateway.X] timeout_secs`.
+    #[serde(default = "default_timeout")]
+    pub request_timeout_secs: f64,
+    /// Retries of one call on 429, 5xx, timeouts and connection errors.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// First retry delay; doubles per retry (with jitter), capped at 30 s.
+    #[serde(default = "default_retry_base")]
+    pub retry_base_secs: f64,
+    /// Consecutive failed calls that open an endpoint's circuit (pause it).
+    #[serde(default = "default_circuit_failures")]
+    pub circuit_failures: u32,
+    /// How long an open circuit pauses its endpoint (doubles while it keeps
+    /// failing, up to 10 minutes).
+    #[serde(default = "default_circuit_open")]
+    pub circuit_open_secs: f64,
+    /// Evaluations in progress at once, over all endpoints.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// A claimed evaluation returns to the queue if its runner stops renewing
+    /// its lease for this long (a crashed process).
+    #[serde(default = "default_lease")]
+    pub lease_secs: f64,
 }
 
-fn default_session_idle() -> u64 {
-    300
+fn default_session_idle() -> f64 {
+    300.0
 }
 fn default_settle() -> f64 {
     2.0
 }
 fn default_queue_cap() -> usize {
     100_000
+}
+fn default_incomplete() -> f64 {
+    60.0
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_timeout() -> f64 {
+    60.0
+}
+fn default_retries() -> u32 {
+    4
+}
+fn default_retry_base() -> f64 {
+    0.5
+}
+fn default_circuit_failures() -> u32 {
+    5
+}
+fn default_circuit_open() -> f64 {
+    30.0
+}
+fn default_in_flight() -> usize {
+    16
+}
+fn default_lease() -> f64 {
+    60.0
 }
 
 impl Default for JudgeSettings {
@@ -86,6 +148,16 @@ impl Default for JudgeSettings {
             session_idle_secs: default_session_idle(),
             trace_settle_secs: default_settle(),
             queue_capacity: default_queue_cap(),
+            incomplete_trace_secs: default_incomplete(),
+            default_model: None,
+            max_concurrency: default_concurrency(),
+            request_timeout_secs: default_timeout(),
+            max_retries: default_retries(),
+            retry_base_secs: default_retry_base(),
+            circuit_failures: default_circuit_failures(),
+            circuit_open_secs: default_circuit_open(),
+            max_in_flight: default_in_flight(),
+            lease_secs: default_lease(),
         }
     }
 }
@@ -133,6 +205,39 @@ pub struct Config {
     pub max_disk_bytes: Option<u64>,
     /// Tee every accepted span to this OTLP/HTTP endpoint.
     pub forward_otlp: Option<String>,
+    /// Operations knobs (overload, retention, forwarding); see [`OpsConfig`].
+    pub ops: OpsConfig,
+}
+
+/// Operations settings: overload protection, retention schedule and
+/// forwarding details. Grouped so that adding one does not touch every
+/// place that builds a [`Config`].
+#[derive(Debug, Clone)]
+pub struct OpsConfig {
+    /// Request bytes (bodies, and room to inflate compressed ones) that may
+    /// be in flight at once; beyond it requests wait, then get 503.
+    pub max_inflight_bytes: usize,
+    /// How long a request waits for room in the byte budget before 503.
+    pub inflight_wait: std::time::Duration,
+    /// Time between retention runs (the first runs shortly after start).
+    pub retention_interval: std::time::Duration,
+    /// Extra headers sent with every forwarded OTLP request (e.g. auth).
+    pub forward_headers: Vec<(String, String)>,
+    /// Testing hook: cap the database at this many pages
+    /// (`PRAGMA max_page_count`), to simulate a full disk.
+    pub db_max_pages: Option<u64>,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self {
+            max_inflight_bytes: 256 << 20,
+            inflight_wait: std::time::Duration::from_secs(5),
+            retention_interval: std::time::Duration::from_secs(3600),
+            forward_headers: Vec::new(),
+            db_max_pages: None,
+        }
+    }
 }
 
 impl Config {
@@ -152,6 +257,7 @@ impl Config {
             retention_days: 0,
             max_disk_bytes: None,
             forward_otlp: None,
+            ops: OpsConfig::default(),
         }
     }
 
@@ -166,6 +272,13 @@ impl Config {
         }
         if self.auth_token.as_deref().is_some_and(|t| t.len() < 8) {
             anyhow::bail!("--auth-token must be at least 8 characters");
+        }
+        if let Some(url) = &self.forward_otlp
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            anyhow::bail!(
+                "--forward-otlp must be an http:// or https:// URL of an OTLP/HTTP traces endpoint (got '{url}')"
+            );
         }
         Ok(())
     }

@@ -6,11 +6,15 @@
 
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod index;
+pub mod judge;
 pub mod logging;
 pub mod metrics;
+pub mod ops;
 pub mod query;
 pub mod store;
 pub mod web;
@@ -23,7 +27,37 @@ use cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args.into_config()?),
+        Command::Backup(args) => ops::backup::backup(args),
+        Command::Restore(args) => ops::backup::restore(args),
+        Command::Export(args) => ops::export::export(args),
+        Command::Import(args) => ops::export::import(args),
+        Command::Judges(args) => judge::cli::run(args),
+        Command::Reindex(args) => reindex(&args.data),
+        Command::Bench(args) => bench::run(args),
     }
+}
+
+/// `tracebox reindex`: drops the full-text index's documents and indexes
+/// every span in the database again, with a progress bar. Takes the data
+/// directory's lock, so it refuses to run beside a server.
+fn reindex(data: &std::path::Path) -> anyhow::Result<()> {
+    if !data.join("tracebox.db").exists() {
+        anyhow::bail!("no tracebox database in {}", data.display());
+    }
+    let _lock = ops::lock::DataLock::acquire(data)?;
+    let store = store::Store::open(data, store::StoreOptions::default())?;
+    let (index, _) = index::SearchIndex::open(&data.join(index::DIR))?;
+    index.open_writer()?;
+    let started = Instant::now();
+    let pass = index::indexer::rebuild(&index, &store)?;
+    eprintln!(
+        "reindexed {} spans in {:.1} s ({} documents, {:.1} MB)",
+        pass.spans,
+        started.elapsed().as_secs_f64(),
+        index.num_docs(),
+        index.size_bytes() as f64 / 1e6
+    );
+    Ok(())
 }
 
 fn serve(config: config::Config) -> anyhow::Result<()> {

@@ -5,13 +5,36 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = tracebox::cli::Cli::parse();
-    tracebox::logging::init(cli.log_format.into());
+    let format = cli.log_format.into();
+    tracebox::logging::init(format);
     match tracebox::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tracebox: {e:#}");
+            tracebox::logging::fatal(format, &e);
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// glibc gives each thread that allocates its own malloc arena (up to 8 per
+/// core) and keeps freed memory in it. Uploads are decoded on whichever of
+/// the blocking pool's threads is free, so after a while every arena holds
+/// the peak of a few large requests and RSS grows far past the in-flight
+/// byte budget (the 32-client load test measured 740 MiB against 390 MiB
+/// with one arena per core). One arena per core keeps allocation contention
+/// low, since no more threads than cores allocate at once. Done first,
+/// before any thread exists; `MALLOC_ARENA_MAX` in the environment wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let arenas = libc::c_int::try_from(cores.max(2)).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only changes allocator tuning; no thread other
+        // than this one exists yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
         }
     }
 }

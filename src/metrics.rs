@@ -44,6 +44,24 @@ pub struct Metrics {
     pub store_bytes: Gauge,
     pub index_lag_spans: Gauge,
     pub write_queue_depth: Gauge,
+    /// Request bytes currently holding room in the in-flight byte budget.
+    pub inflight_bytes: Gauge,
+    /// Responses by status class, every route.
+    pub http_responses: Family<StatusLabel, Counter>,
+    pub retention_deleted: Family<ReasonLabel, Counter>,
+    pub retention_runs: Counter,
+    pub forward_spans: Counter,
+    pub forward_dropped_spans: Counter,
+    pub forward_failures: Counter,
+    /// Spans committed but not yet accepted by the upstream collector.
+    pub forward_backlog_spans: Gauge,
+    pub db_free_bytes: Gauge,
+    pub disk_available_bytes: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -75,6 +93,16 @@ impl Metrics {
             store_bytes: Gauge::default(),
             index_lag_spans: Gauge::default(),
             write_queue_depth: Gauge::default(),
+            inflight_bytes: Gauge::default(),
+            http_responses: Family::default(),
+            retention_deleted: Family::default(),
+            retention_runs: Counter::default(),
+            forward_spans: Counter::default(),
+            forward_dropped_spans: Counter::default(),
+            forward_failures: Counter::default(),
+            forward_backlog_spans: Gauge::default(),
+            db_free_bytes: Gauge::default(),
+            disk_available_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -143,6 +171,56 @@ impl Metrics {
             "Write jobs waiting for the store",
             m.write_queue_depth.clone(),
         );
+        registry.register(
+            "inflight_request_bytes",
+            "Request bytes holding room in the in-flight budget",
+            m.inflight_bytes.clone(),
+        );
+        registry.register(
+            "http_responses",
+            "HTTP responses by status code",
+            m.http_responses.clone(),
+        );
+        registry.register(
+            "retention_deleted_traces",
+            "Traces deleted by retention, by reason (age or disk)",
+            m.retention_deleted.clone(),
+        );
+        registry.register(
+            "retention_runs",
+            "Completed retention passes",
+            m.retention_runs.clone(),
+        );
+        registry.register(
+            "forwarded_spans",
+            "Spans accepted by the --forward-otlp upstream",
+            m.forward_spans.clone(),
+        );
+        registry.register(
+            "forward_dropped_spans",
+            "Spans the upstream rejected as invalid (not retried)",
+            m.forward_dropped_spans.clone(),
+        );
+        registry.register(
+            "forward_failures",
+            "Forwarding attempts that failed and will be retried",
+            m.forward_failures.clone(),
+        );
+        registry.register(
+            "forward_backlog_spans",
+            "Spans stored but not yet forwarded",
+            m.forward_backlog_spans.clone(),
+        );
+        registry.register(
+            "store_free_bytes",
+            "Free pages inside the database file (reused before it grows)",
+            m.db_free_bytes.clone(),
+        );
+        registry.register(
+            "disk_available_bytes",
+            "Space left on the file system holding the data directory",
+            m.disk_available_bytes.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -156,19 +234,24 @@ impl Metrics {
         self.ingest_bytes.inc_by(n as u64);
     }
 
+    /// Counts a refused ingestion request (HTTP requests are counted by the
+    /// request middleware; gRPC calls by the gRPC service).
     pub fn record_reject(&self, e: &ApiError) {
-        let reason = match e.status.as_u16() {
-            400 => "bad_request",
-            401 => "unauthenticated",
-            404 => "unknown_experiment",
-            413 => "too_large",
-            415 => "unsupported_media_type",
-            503 => "overloaded",
-            _ => "internal",
-        };
+        self.record_reject_reason(e.reason());
+    }
+
+    pub fn record_reject_reason(&self, reason: &str) {
         self.rejects
             .get_or_create(&ReasonLabel {
                 reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn record_status(&self, status: u16) {
+        self.http_responses
+            .get_or_create(&StatusLabel {
+                status: status.to_string(),
             })
             .inc();
     }

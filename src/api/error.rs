@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::judge::JudgeError;
 use crate::query::QueryError;
 use crate::store::StoreError;
 
@@ -52,6 +53,17 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header (503 under overload).
     pub retry_after: Option<u32>,
+    /// Short label for `tracebox_rejected_requests{reason}` and the request
+    /// log; `None` derives one from the status.
+    pub reason: Option<&'static str>,
+}
+
+/// Attached to error responses so the request-logging middleware can log
+/// and count them without parsing bodies.
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    pub reason: &'static str,
+    pub message: String,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -63,7 +75,18 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            reason: None,
         }
+    }
+    /// Sets the metrics/log label (see [`ApiError::reason`]).
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+    /// The label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+            .unwrap_or_else(|| reason_for_status(self.status))
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(
@@ -96,6 +119,7 @@ impl ApiError {
             ErrorCode::RequestLimitExceeded,
             format!("too many {what}: the limit is {limit}"),
         )
+        .with_reason("too_many_items")
     }
     pub fn unavailable(message: impl Into<String>, retry_after: u32) -> Self {
         Self {
@@ -129,16 +153,30 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(m) => ApiError::invalid(m),
             StoreError::Overloaded => {
                 ApiError::unavailable("tracebox is busy writing; retry shortly", 1)
+                    .with_reason("write_queue_full")
             }
             e if e.is_disk_full() => ApiError::unavailable(
                 "tracebox cannot write: the disk is full; nothing was stored",
                 30,
-            ),
+            )
+            .with_reason("disk_full"),
             e if e.is_read_only() => ApiError::unavailable(
                 "tracebox cannot write: its data directory is read-only; nothing was stored",
                 30,
-            ),
-            StoreError::Closed => ApiError::unavailable("tracebox is shutting down", 5),
+            )
+            .with_reason("read_only"),
+            e if e.is_io_error() => {
+                tracing::error!(error = %e, "storage I/O error");
+                ApiError::unavailable(
+                    "tracebox cannot write to its data directory (storage I/O error, see the server log); \
+                     nothing was stored",
+                    30,
+                )
+                .with_reason("io_error")
+            }
+            StoreError::Closed => {
+                ApiError::unavailable("tracebox is shutting down", 5).with_reason("shutting_down")
+            }
             other => ApiError::internal(other),
         }
     }
@@ -154,10 +192,42 @@ impl From<QueryError> for ApiError {
     }
 }
 
+/// The default metrics/log label of an error status.
+pub fn reason_for_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthenticated",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "timeout",
+        413 => "too_large",
+        415 => "unsupported_media_type",
+        429 => "rate_limited",
+        503 => "unavailable",
+        507 => "disk_full",
+        _ => "internal",
+    }
+}
+
+impl From<JudgeError> for ApiError {
+    fn from(e: JudgeError) -> Self {
+        match e {
+            JudgeError::Store(s) => s.into(),
+            JudgeError::Query(q) => q.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error_code": self.code.as_str(), "message": self.message });
+        let info = ErrorInfo {
+            reason: self.reason(),
+            message: self.message.clone(),
+        };
         let mut resp = (self.status, Json(body)).into_response();
+        resp.extensions_mut().insert(info);
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -11,31 +11,59 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use crate::app::AppState;
 
+/// How much of an oversize body is read and thrown away before answering
+/// 413. Answering while the client is still sending makes the kernel reset
+/// the connection, and most clients then report a broken pipe instead of the
+/// 413; draining a bounded amount lets the answer arrive.
+const DRAIN_CAP: usize = 64 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads and discards what is left of a body, within [`DRAIN_CAP`] and
+/// [`DRAIN_TIME`]; memory use stays at one frame.
+async fn drain(mut body: Body) {
+    use http_body_util::BodyExt;
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(d) = frame.data_ref() {
+                seen += d.len();
+                if seen > DRAIN_CAP {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+}
+
 /// Reads a whole body, refusing more than `limit` bytes.
 pub async fn read_limited(
-    body: Body,
+    mut body: Body,
     headers: &axum::http::HeaderMap,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
-    if let Some(len) = headers
+    use http_body_util::BodyExt;
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && len > limit
-    {
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        drain(body).await;
         return Err(ApiError::too_large(limit));
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_big = std::error::Error::source(&e)
-            .map(|s| s.to_string().contains("length limit exceeded"))
-            .unwrap_or(false)
-            || e.to_string().contains("length limit exceeded");
-        if too_big {
-            ApiError::too_large(limit)
-        } else {
-            ApiError::bad_request(format!("could not read the request body: {e}"))
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        if let Some(d) = frame.data_ref() {
+            if buf.len() + d.len() > limit {
+                drain(body).await;
+                return Err(ApiError::too_large(limit));
+            }
+            buf.extend_from_slice(d);
         }
-    })
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// The raw request body, size-limited.

@@ -88,18 +88,55 @@ impl Assessment {
         format!("a-{}", uuid::Uuid::new_v4().simple())
     }
 
-    /// Whether a feedback value counts as a pass for summaries: `true`,
-    /// `"yes"`/`"pass"`, or a number ≥ 0.5 on a 0..1 scale.
+    /// Whether a feedback value counts as a pass for summaries; see [`polarity`].
     pub fn is_positive(&self) -> Option<bool> {
-        match self.value.as_ref()? {
-            Value::Bool(b) => Some(*b),
-            Value::String(s) => match s.to_ascii_lowercase().as_str() {
-                "yes" | "true" | "pass" | "passed" | "positive" | "good" => Some(true),
-                "no" | "false" | "fail" | "failed" | "negative" | "bad" => Some(false),
-                _ => None,
-            },
-            Value::Number(n) => n.as_f64().map(|f| f >= 0.5),
+        polarity(self.value.as_ref()?)
+    }
+}
+
+/// Whether a feedback value reads as positive or negative: `true`/`false`,
+/// `"yes"`/`"no"` (and `pass`, `good`, ...), or a number on a 0..1 scale
+/// (≥ 0.5 positive). Anything else (other labels, numbers outside 0..1 such
+/// as 1-5 stars, lists, objects) has no polarity: counting a 1-star rating as
+/// positive would make a "share of positive ratings" lie.
+pub fn polarity(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "yes" | "true" | "pass" | "passed" | "positive" | "good" => Some(true),
+            "no" | "false" | "fail" | "failed" | "negative" | "bad" => Some(false),
             _ => None,
+        },
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|f| (0.0..=1.0).contains(f))
+            .map(|f| f >= 0.5),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn polarity_of_common_ratings() {
+        for (v, want) in [
+            (json!(true), Some(true)),
+            (json!(false), Some(false)),
+            (json!("Yes"), Some(true)),
+            (json!(" no "), Some(false)),
+            (json!(0.5), Some(true)),
+            (json!(0.49), Some(false)),
+            (json!(1), Some(true)),
+            (json!(0), Some(false)),
+            (json!(4), None),
+            (json!("resolved"), None),
+            (json!([true]), None),
+            (json!(null), None),
+        ] {
+            assert_eq!(polarity(&v), want, "{v}");
         }
     }
 }

@@ -24,8 +24,20 @@ pub struct ChatMessage {
     pub tool_call_id: Option<String>,
 }
 
+/// Part types that are not the message's text: the model's private
+/// reasoning and tool calls (read separately by `tool_calls`).
+const NON_TEXT_PARTS: &[&str] = &[
+    "reasoning",
+    "thinking",
+    "redacted_thinking",
+    "tool_call",
+    "tool_use",
+    "function_call",
+];
+
 /// Text of a message `content`: a string, or a list of parts/blocks whose
-/// text pieces are joined (OpenAI parts, Anthropic blocks, GenAI parts).
+/// text pieces are joined (OpenAI parts, Anthropic blocks, GenAI parts,
+/// including a GenAI `tool_call_response`'s response).
 pub fn content_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -33,14 +45,20 @@ pub fn content_text(v: &Value) -> String {
             .iter()
             .filter_map(|p| match p {
                 Value::String(s) => Some(s.clone()),
-                Value::Object(o) => o
-                    .get("text")
-                    .or_else(|| o.get("content"))
-                    .map(content_text)
-                    .or_else(|| {
-                        // Anthropic tool results nest their content.
-                        o.get("output").map(content_text)
-                    }),
+                Value::Object(o) => {
+                    let kind = o.get("type").and_then(Value::as_str).unwrap_or_default();
+                    if NON_TEXT_PARTS.contains(&kind) {
+                        return None;
+                    }
+                    o.get("text")
+                        .or_else(|| o.get("content"))
+                        .or_else(|| o.get("response"))
+                        .map(content_text)
+                        .or_else(|| {
+                            // Anthropic tool results nest their content.
+                            o.get("output").map(content_text)
+                        })
+                }
                 _ => None,
             })
             .filter(|s| !s.is_empty())
@@ -111,14 +129,24 @@ fn message(v: &Value) -> Option<ChatMessage> {
         .or_else(|| m.get("parts"))
         .map(content_text)
         .unwrap_or_default();
+    let tool_call_id = m
+        .get("tool_call_id")
+        .and_then(Value::as_str)
+        .or_else(|| {
+            // GenAI: the id of the call a `tool_call_response` part answers.
+            m.get("parts")?
+                .as_array()?
+                .iter()
+                .find(|p| p.get("type").and_then(Value::as_str) == Some("tool_call_response"))?
+                .get("id")?
+                .as_str()
+        })
+        .map(str::to_string);
     Some(ChatMessage {
         role,
         content,
         tool_calls: tool_calls(m),
-        tool_call_id: m
-            .get("tool_call_id")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        tool_call_id,
     })
 }
 
@@ -210,6 +238,43 @@ pub fn assistant_text(outputs: &Value) -> Option<String> {
         .map(|m| m.content)
 }
 
+/// A bare string, or an object whose only field is a string (`{"question":
+/// "..."}`): the text of a non-chat call.
+fn plain_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(m) if m.len() == 1 => m
+            .values()
+            .next()
+            .and_then(|x| x.as_str())
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
+/// What the user said in one turn of a conversation: from the root span's
+/// inputs when they are chat-shaped or plain text, else from the first LLM
+/// call's messages. The session API and the UI's transcript both use it, so
+/// a turn reads the same in both.
+pub fn turn_user_text(root_inputs: Option<&Value>, llm_inputs: Option<&Value>) -> Option<String> {
+    root_inputs
+        .and_then(last_user_text)
+        .or_else(|| root_inputs.and_then(plain_text))
+        .or_else(|| llm_inputs.and_then(last_user_text))
+}
+
+/// What the assistant replied in one turn: the root span's outputs when
+/// chat-shaped or plain text, else the last LLM call's reply.
+pub fn turn_assistant_text(
+    root_outputs: Option<&Value>,
+    llm_outputs: Option<&Value>,
+) -> Option<String> {
+    root_outputs
+        .and_then(assistant_text)
+        .or_else(|| root_outputs.and_then(plain_text))
+        .or_else(|| llm_outputs.and_then(assistant_text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,9 +315,69 @@ mod tests {
     }
 
     #[test]
+    fn genai_parts_tool_calls_responses_and_reasoning() {
+        let i = json!([
+            {"role": "system", "parts": [{"type": "text", "content": "be brief"}]},
+            {"role": "assistant", "parts": [{"type": "tool_call", "id": "c1", "name": "f", "arguments": {"x": 1}}]},
+            {"role": "tool", "parts": [{"type": "tool_call_response", "id": "c1", "response": {"temp": 20}}]}]);
+        let m = input_messages(&i).unwrap();
+        assert_eq!(m[1].content, "");
+        assert_eq!(m[1].tool_calls[0].name, "f");
+        assert_eq!(m[1].tool_calls[0].arguments, "{\"x\":1}");
+        assert_eq!(m[2].tool_call_id.as_deref(), Some("c1"));
+        assert_eq!(m[2].content, "{\"temp\":20}");
+        let o = json!([{"role": "assistant", "finish_reason": "stop", "parts": [
+            {"type": "reasoning", "content": "private"}, {"type": "text", "content": "answer"}]}]);
+        assert_eq!(assistant_text(&o).as_deref(), Some("answer"));
+    }
+
+    #[test]
     fn non_chat_values_are_not_messages() {
         assert!(input_messages(&json!({"question": "q"})).is_none());
         assert!(output_messages(&json!("plain")).is_none());
         assert!(input_messages(&json!([1, 2])).is_none());
+    }
+
+    #[test]
+    fn turn_text_from_root_or_llm_span() {
+        let both = |ri: Value, ro: Value, li: Option<Value>, lo: Option<Value>| {
+            (
+                turn_user_text(Some(&ri), li.as_ref()),
+                turn_assistant_text(Some(&ro), lo.as_ref()),
+            )
+        };
+        let s = |x: &str| Some(x.to_string());
+        // Chat-shaped root.
+        assert_eq!(
+            both(
+                json!({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]}),
+                json!({"choices": [{"message": {"role": "assistant", "content": "d"}}]}),
+                None,
+                None,
+            ),
+            (s("c"), s("d"))
+        );
+        // Plain root: a string, or one string field.
+        assert_eq!(
+            both(json!({"question": "q?"}), json!("ans"), None, None),
+            (s("q?"), s("ans"))
+        );
+        // An app's own shapes: fall back to the LLM call inside.
+        assert_eq!(
+            both(
+                json!({"req": {"message": "m", "session": "s"}}),
+                json!({"answer": "x", "sources": 2}),
+                Some(
+                    json!({"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "m"}]})
+                ),
+                Some(json!({"choices": [{"message": {"role": "assistant", "content": "x"}}]})),
+            ),
+            (s("m"), s("x"))
+        );
+        // Nothing recognisable: none, the previews remain.
+        assert_eq!(
+            both(json!({"a": 1, "b": 2}), json!([1, 2]), None, None),
+            (None, None)
+        );
     }
 }

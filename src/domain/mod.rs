@@ -7,12 +7,16 @@
 mod assessment;
 pub mod chat;
 mod ids;
+mod scorer;
 pub mod semconv;
 mod span;
 mod trace;
 
-pub use assessment::{Assessment, AssessmentError, AssessmentKind, AssessmentSource, SourceType};
+pub use assessment::{
+    Assessment, AssessmentError, AssessmentKind, AssessmentSource, SourceType, polarity,
+};
 pub use ids::{IdError, OtelSpanId, OtelTraceId, TraceId};
+pub use scorer::{OnlineConfig, ScorerVersion};
 pub use span::{Span, SpanEvent, SpanStatusCode, TokenUsage};
 pub use trace::{Experiment, TraceInfo, TraceState, metadata_keys, tag_keys};
 

@@ -1,9 +1,11 @@
 //! Opaque page tokens for keyset pagination.
 //!
-//! A token carries the sort-key values and trace id of the last row served,
-//! and the highest trace row id that existed when the first page was served:
-//! later pages continue strictly after that row and ignore traces created
-//! since, so paging is stable while ingestion goes on (no duplicates, no gaps).
+//! A token carries the sort-key values of the last row served (the keys
+//! always end with the trace id, so they identify the row), a signature of
+//! the ordering they belong to, and the highest trace row id that existed
+//! when the first page was served: later pages continue strictly after that
+//! row and ignore traces created since, so paging is stable while ingestion
+//! goes on (no duplicates, no gaps).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,10 +17,13 @@ use super::QueryError;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PageToken {
     /// Values of the order-by keys of the last row served.
+    #[serde(rename = "k")]
     pub keys: Vec<Value>,
-    /// The last row's trace id, the final tie-breaker.
-    pub trace_id: String,
+    /// The ordering the keys belong to.
+    #[serde(rename = "o")]
+    pub order: String,
     /// Highest `traces.id` visible to this search.
+    #[serde(rename = "h")]
     pub high_water: i64,
 }
 
@@ -29,9 +34,13 @@ pub fn encode(t: &PageToken) -> String {
 pub fn decode(s: &str) -> Result<PageToken, QueryError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(s.trim_end_matches('='))
-        .map_err(|_| QueryError::PageToken("not a token issued by this server".into()))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|_| QueryError::PageToken("not a token issued by this server".into()))
+        .map_err(|_| QueryError::PageToken("could not base64-decode".into()))?;
+    serde_json::from_slice(&bytes).map_err(|_| {
+        QueryError::PageToken(
+            "not a token issued by this server (tokens are opaque; pass back next_page_token as received)"
+                .into(),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -41,11 +50,12 @@ mod tests {
     #[test]
     fn round_trip_and_garbage() {
         let t = PageToken {
-            keys: vec![Value::from(5)],
-            trace_id: "tr-1".into(),
+            keys: vec![Value::from(5), Value::from("tr-1")],
+            order: "ts desc".into(),
             high_water: 9,
         };
         assert_eq!(decode(&encode(&t)).unwrap(), t);
+        // MLflow's offset tokens are not ours.
         assert!(decode("eyJvZmZzZXQiOiAxfQ==").is_err());
         assert!(decode("%%%").is_err());
     }

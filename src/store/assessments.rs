@@ -1,7 +1,8 @@
 //! Assessments (feedback and expectations) attached to traces.
 //!
 //! Overrides form a chain: creating an assessment with `overrides = X` marks
-//! X invalid; deleting the overriding assessment makes X valid again.
+//! X invalid; deleting the overriding assessment makes X valid again. Every
+//! write brings the session and user aggregates of its trace up to date.
 
 use std::collections::BTreeMap;
 
@@ -74,6 +75,7 @@ pub fn insert(conn: &Connection, trace: i64, mut a: Assessment) -> Result<Assess
         a.create_time_ms,
         a.last_update_time_ms,
     ])?;
+    super::sessions::sync(conn, &[trace])?;
     Ok(a)
 }
 
@@ -143,6 +145,7 @@ pub fn update(
             a.last_update_time_ms
         ],
     )?;
+    super::sessions::sync(conn, &[trace])?;
     Ok(a)
 }
 
@@ -178,7 +181,7 @@ pub fn delete(conn: &Connection, trace_id: &str, assessment_id: &str) -> Result<
             params![old, trace],
         )?;
     }
-    Ok(())
+    super::sessions::sync(conn, &[trace])
 }
 
 impl Store {

@@ -12,7 +12,15 @@ use rusqlite::Connection;
 use super::{Result, StoreError};
 
 /// Migrations in order; index + 1 is the schema version they produce.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_core.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_core.sql"),
+    include_str!("../../migrations/0002_sessions.sql"),
+    include_str!("../../migrations/0003_ops.sql"),
+    include_str!("../../migrations/0004_ui_stats.sql"),
+    include_str!("../../migrations/0005_judges.sql"),
+    include_str!("../../migrations/0006_span_value_attrs.sql"),
+    include_str!("../../migrations/0007_search.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -34,6 +42,8 @@ pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<()> {
         tx.commit()?;
         tracing::info!(version, "applied schema migration");
     }
+    // Derived tables a migration asked to fill from existing data.
+    super::sessions::rebuild_if_pending(conn)?;
     Ok(())
 }
 

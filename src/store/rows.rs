@@ -154,7 +154,8 @@ pub(super) fn assessment_error_json(e: &AssessmentError) -> String {
 /// Columns of `spans` read by [`span_from_row`], in order.
 pub(super) const SPAN_COLUMNS: &str = "s.span_id, s.parent_span_id, s.name, s.span_type, s.kind, \
      s.status_code, s.status_message, s.start_ns, s.end_ns, s.inputs, s.outputs, s.attributes, \
-     s.events, s.model, s.input_tokens, s.output_tokens, s.total_tokens";
+     s.events, s.model, s.input_tokens, s.output_tokens, s.total_tokens, s.inputs_attr, \
+     s.outputs_attr";
 
 pub(super) fn span_from_row(r: &Row<'_>, trace_id: OtelTraceId) -> Result<Span> {
     let span_id: Vec<u8> = r.get(0)?;
@@ -163,7 +164,21 @@ pub(super) fn span_from_row(r: &Row<'_>, trace_id: OtelTraceId) -> Result<Span> 
     let outputs: Option<String> = r.get(10)?;
     let attributes: String = r.get(11)?;
     let events: Option<String> = r.get(12)?;
+    let inputs_attr: Option<String> = r.get(17)?;
+    let outputs_attr: Option<String> = r.get(18)?;
     let corrupt = |e: crate::domain::IdError| StoreError::Corrupt(e.to_string());
+    let inputs = inputs.map(|s| parse_json(&s)).transpose()?;
+    let outputs = outputs.map(|s| parse_json(&s)).transpose()?;
+    let mut attributes = match parse_json(&attributes)? {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    // Attributes stored once, as the span's inputs/outputs (see migration 0006).
+    for (key, value) in [(inputs_attr, &inputs), (outputs_attr, &outputs)] {
+        if let (Some(k), Some(v)) = (key, value) {
+            attributes.insert(k, v.clone());
+        }
+    }
     Ok(Span {
         trace_id,
         span_id: OtelSpanId::from_slice(&span_id).map_err(corrupt)?,
@@ -178,12 +193,9 @@ pub(super) fn span_from_row(r: &Row<'_>, trace_id: OtelTraceId) -> Result<Span> 
         status_message: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
         start_ns: r.get(7)?,
         end_ns: r.get(8)?,
-        inputs: inputs.map(|s| parse_json(&s)).transpose()?,
-        outputs: outputs.map(|s| parse_json(&s)).transpose()?,
-        attributes: match parse_json(&attributes)? {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        },
+        inputs,
+        outputs,
+        attributes,
         events: events
             .map(|e| events_from_json(&e))
             .transpose()?
@@ -201,17 +213,21 @@ pub(super) fn events_to_json(events: &[SpanEvent]) -> Option<String> {
     if events.is_empty() {
         return None;
     }
-    let arr: Vec<Value> = events
+    #[derive(serde::Serialize)]
+    struct Event<'a> {
+        name: &'a str,
+        time_unix_nano: i64,
+        attributes: &'a Map<String, Value>,
+    }
+    let arr: Vec<Event<'_>> = events
         .iter()
-        .map(|e| {
-            serde_json::json!({
-                "name": e.name,
-                "time_unix_nano": e.time_ns,
-                "attributes": Value::Object(e.attributes.clone()),
-            })
+        .map(|e| Event {
+            name: &e.name,
+            time_unix_nano: e.time_ns,
+            attributes: &e.attributes,
         })
         .collect();
-    Some(Value::Array(arr).to_string())
+    serde_json::to_string(&arr).ok()
 }
 
 fn events_from_json(s: &str) -> Result<Vec<SpanEvent>> {

@@ -1,10 +1,10 @@
 //! Traces and spans: ingestion (spans and trace info may arrive in either
 //! order and are merged by trace id), reads, tags and deletion.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::rows::{
     self, SPAN_COLUMNS, TRACE_COLUMNS, events_to_json, span_from_row, trace_info_from_row,
@@ -142,102 +142,356 @@ fn set_tag_row(conn: &Connection, trace: i64, key: &str, value: &str) -> Result<
     Ok(())
 }
 
+/// One span encoded for its row. The JSON text is built before the job
+/// reaches the writer thread, which then only binds and inserts: the
+/// writer is the one thread every upload shares.
+#[derive(Debug, Clone)]
+struct SpanRow {
+    span_id: [u8; 8],
+    parent_span_id: Option<[u8; 8]>,
+    name: String,
+    span_type: String,
+    kind: i32,
+    status: SpanStatusCode,
+    status_message: Option<String>,
+    start_ns: i64,
+    end_ns: Option<i64>,
+    inputs: Option<String>,
+    outputs: Option<String>,
+    attributes: String,
+    /// The attribute `inputs` / `outputs` came from, left out of
+    /// `attributes` (see migration 0006).
+    inputs_attr: Option<String>,
+    outputs_attr: Option<String>,
+    events: Option<String>,
+    model: Option<String>,
+    tokens: TokenUsage,
+}
+
+/// The attribute holding exactly `value`, if any: that attribute is then
+/// stored once. Only values big enough to matter are looked for.
+fn attr_holding<'a>(attrs: &'a Map<String, Value>, value: Option<&Value>) -> Option<&'a str> {
+    let v = value?;
+    let worth = match v {
+        Value::Object(o) => !o.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::String(s) => s.len() >= 64,
+        _ => false,
+    };
+    if !worth {
+        return None;
+    }
+    attrs
+        .iter()
+        .find(|(_, a)| std::mem::discriminant(*a) == std::mem::discriminant(v) && *a == v)
+        .map(|(k, _)| k.as_str())
+}
+
+/// Compact JSON text of a value.
+fn json_text(v: &Value) -> String {
+    // Serialising a Value cannot fail (keys are strings).
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// The attributes object as JSON text, without `skip` keys.
+fn attributes_text(attrs: &Map<String, Value>, skip: [Option<&str>; 2]) -> String {
+    use serde::ser::Serializer;
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::new(&mut out);
+    let kept = attrs
+        .iter()
+        .filter(|(k, _)| !skip.contains(&Some(k.as_str())));
+    // Writing to a Vec cannot fail.
+    let _ = ser.collect_map(kept);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Preview text for a value already encoded as `json`.
+fn preview_of(v: &Value, json: Option<&String>) -> String {
+    match (v, json) {
+        (Value::String(s), _) => truncate_chars(s, PREVIEW_MAX_CHARS),
+        (_, Some(j)) => truncate_chars(j, PREVIEW_MAX_CHARS),
+        (other, None) => preview(other),
+    }
+}
+
+/// What a root span says about its trace.
+#[derive(Debug, Clone)]
+struct RootFacts {
+    name: String,
+    start_ms: i64,
+    execution_ms: Option<i64>,
+    state: TraceState,
+    request_preview: Option<String>,
+    response_preview: Option<String>,
+}
+
+/// The spans of one trace in an upload, encoded.
+#[derive(Debug, Clone)]
+struct TraceRows {
+    trace_id: String,
+    spans: Vec<SpanRow>,
+    hints: TraceHints,
+    min_start_ms: i64,
+    root: Option<RootFacts>,
+}
+
+/// Spans grouped by trace and encoded for storage, ready for
+/// [`Store::ingest_prepared`]. Building one is CPU work (JSON encoding,
+/// previews) that callers should do off the async executor.
+#[derive(Debug, Clone, Default)]
+pub struct PreparedBatch {
+    traces: Vec<TraceRows>,
+}
+
+impl PreparedBatch {
+    pub fn new(batch: SpanBatch) -> PreparedBatch {
+        let SpanBatch { spans, mut hints } = batch;
+        let mut index: HashMap<OtelTraceId, usize> = HashMap::new();
+        let mut traces: Vec<TraceRows> = Vec::new();
+        let mut seen: HashSet<(usize, [u8; 8])> = HashSet::with_capacity(spans.len());
+        for s in spans {
+            let i = *index.entry(s.trace_id).or_insert_with(|| {
+                traces.push(TraceRows {
+                    trace_id: TraceId::from_otel(s.trace_id).into_string(),
+                    spans: Vec::new(),
+                    hints: hints.remove(&s.trace_id).unwrap_or_default(),
+                    min_start_ms: i64::MAX,
+                    root: None,
+                });
+                traces.len() - 1
+            });
+            // A span sent twice in one upload is stored once.
+            if !seen.insert((i, s.span_id.0)) {
+                continue;
+            }
+            let t = &mut traces[i];
+            t.min_start_ms = t.min_start_ms.min(s.start_ns / 1_000_000);
+            let inputs = s.inputs.as_ref().map(json_text);
+            let outputs = s.outputs.as_ref().map(json_text);
+            let inputs_attr = attr_holding(&s.attributes, s.inputs.as_ref());
+            let outputs_attr =
+                attr_holding(&s.attributes, s.outputs.as_ref()).filter(|k| Some(*k) != inputs_attr);
+            let attributes = attributes_text(&s.attributes, [inputs_attr, outputs_attr]);
+            let inputs_attr = inputs_attr.map(str::to_string);
+            let outputs_attr = outputs_attr.map(str::to_string);
+            if s.is_root() {
+                t.root = Some(RootFacts {
+                    name: s.name.clone(),
+                    start_ms: s.start_ns / 1_000_000,
+                    execution_ms: s.duration_ms(),
+                    state: match s.status {
+                        SpanStatusCode::Error => TraceState::Error,
+                        _ if s.end_ns.is_some() => TraceState::Ok,
+                        _ => TraceState::InProgress,
+                    },
+                    request_preview: s.inputs.as_ref().map(|v| preview_of(v, inputs.as_ref())),
+                    response_preview: s.outputs.as_ref().map(|v| preview_of(v, outputs.as_ref())),
+                });
+            }
+            t.spans.push(SpanRow {
+                span_id: s.span_id.0,
+                parent_span_id: s.parent_span_id.map(|p| p.0),
+                status_message: (!s.status_message.is_empty()).then_some(s.status_message),
+                inputs,
+                outputs,
+                attributes,
+                inputs_attr,
+                outputs_attr,
+                events: events_to_json(&s.events),
+                name: s.name,
+                span_type: s.span_type,
+                kind: s.kind,
+                status: s.status,
+                start_ns: s.start_ns,
+                end_ns: s.end_ns,
+                model: s.model,
+                tokens: s.tokens,
+            });
+        }
+        for t in &mut traces {
+            if t.min_start_ms == i64::MAX {
+                t.min_start_ms = 0;
+            }
+        }
+        PreparedBatch { traces }
+    }
+
+    pub fn span_count(&self) -> usize {
+        self.traces.iter().map(|t| t.spans.len()).sum()
+    }
+}
+
 /// Stores spans, creating provisional traces for ids not seen before.
 pub fn ingest_spans(
     conn: &Connection,
     experiment_id: i64,
     batch: SpanBatch,
 ) -> Result<IngestOutcome> {
+    ingest_prepared(conn, experiment_id, PreparedBatch::new(batch))
+}
+
+/// Stores prepared spans, creating traces for ids not seen before.
+pub fn ingest_prepared(
+    conn: &Connection,
+    experiment_id: i64,
+    batch: PreparedBatch,
+) -> Result<IngestOutcome> {
     experiment_exists(conn, experiment_id)?;
-    let SpanBatch { spans, mut hints } = batch;
     let now = now_ms();
-    let mut by_trace: HashMap<OtelTraceId, Vec<Span>> = HashMap::new();
-    let mut order = Vec::new();
-    for s in spans {
-        let e = by_trace.entry(s.trace_id).or_default();
-        if e.is_empty() {
-            order.push(s.trace_id);
-        }
-        e.push(s);
-    }
     let mut out = IngestOutcome::default();
-    for otel_id in order {
-        let spans = by_trace.remove(&otel_id).unwrap_or_default();
-        let h = hints.remove(&otel_id).unwrap_or_default();
-        ingest_trace_spans(conn, experiment_id, otel_id, spans, h, now, &mut out)?;
+    for t in batch.traces {
+        match find_trace_row(conn, &t.trace_id)? {
+            None => insert_new_trace(conn, experiment_id, t, now, &mut out)?,
+            Some(row) => merge_into_trace(conn, &row, t, now, &mut out)?,
+        }
         out.traces += 1;
     }
     Ok(out)
 }
 
-fn ingest_trace_spans(
-    conn: &Connection,
-    experiment_id: i64,
-    otel_id: OtelTraceId,
-    spans: Vec<Span>,
-    hints: TraceHints,
-    now: i64,
-    out: &mut IngestOutcome,
-) -> Result<()> {
-    let trace_id = TraceId::from_otel(otel_id).into_string();
-    let row = match find_trace_row(conn, &trace_id)? {
-        Some(r) => r,
-        None => {
-            let start_ms = spans.iter().map(|s| s.start_ns).min().unwrap_or(0) / 1_000_000;
-            conn.prepare_cached(
-                "INSERT INTO traces (trace_id, experiment_id, request_time, state, last_update)
-                 VALUES (?1, ?2, ?3, 'IN_PROGRESS', ?4)",
-            )?
-            .execute(params![trace_id, experiment_id, start_ms, now])?;
-            TraceRow {
-                id: conn.last_insert_rowid(),
-                info_finalized: false,
-                tokens_from_info: false,
-            }
-        }
-    };
-    let mut inserted = 0i64;
-    let mut any_tokens = false;
-    let mut root: Option<&Span> = None;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO spans (trace, span_id, parent_span_id, name, span_type, kind, status_code,
-             status_message, start_ns, end_ns, inputs, outputs, attributes, events, model,
-             input_tokens, output_tokens, total_tokens)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
-         ON CONFLICT (trace, span_id) DO NOTHING",
-    )?;
-    for s in &spans {
-        let n = insert.execute(params![
-            row.id,
-            &s.span_id.0[..],
-            s.parent_span_id.as_ref().map(|p| p.0.to_vec()),
+fn insert_span(conn: &Connection, trace: i64, s: &SpanRow) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "INSERT INTO spans (trace, span_id, parent_span_id, name, span_type, kind, status_code,
+                 status_message, start_ns, end_ns, inputs, outputs, attributes, events, model,
+                 input_tokens, output_tokens, total_tokens, inputs_attr, outputs_attr)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18, ?19, ?20)
+             ON CONFLICT (trace, span_id) DO NOTHING",
+        )?
+        .execute(params![
+            trace,
+            &s.span_id[..],
+            s.parent_span_id.as_ref().map(|p| &p[..]),
             s.name,
             s.span_type,
             s.kind,
             s.status.as_i64(),
-            (!s.status_message.is_empty()).then_some(&s.status_message),
+            s.status_message,
             s.start_ns,
             s.end_ns,
-            s.inputs.as_ref().map(Value::to_string),
-            s.outputs.as_ref().map(Value::to_string),
-            Value::Object(s.attributes.clone()).to_string(),
-            events_to_json(&s.events),
+            s.inputs,
+            s.outputs,
+            s.attributes,
+            s.events,
             s.model,
             s.tokens.input,
             s.tokens.output,
             s.tokens.total,
+            s.inputs_attr,
+            s.outputs_attr,
         ])?;
-        if n == 0 {
+    Ok(n > 0)
+}
+
+/// A trace seen for the first time: every span is new, so the trace row is
+/// written once with its final values (name, times, state, tokens, session)
+/// computed here instead of being inserted and then updated.
+fn insert_new_trace(
+    conn: &Connection,
+    experiment_id: i64,
+    t: TraceRows,
+    now: i64,
+    out: &mut IngestOutcome,
+) -> Result<()> {
+    let tokens = aggregate_tokens(t.spans.iter().map(|s| {
+        (
+            &s.span_id[..],
+            s.parent_span_id.as_ref().map(|p| &p[..]),
+            s.tokens,
+        )
+    }));
+    let pick = |key: &str| {
+        t.hints
+            .tags
+            .get(key)
+            .or_else(|| t.hints.metadata.get(key))
+            .cloned()
+    };
+    let (session, user) = (pick(tag_keys::SESSION), pick(tag_keys::USER));
+    let root = t.root.as_ref();
+    conn.prepare_cached(
+        "INSERT INTO traces (trace_id, experiment_id, request_time, execution_time, state, name,
+             request_preview, response_preview, session_id, user_id, input_tokens, output_tokens,
+             total_tokens, span_count, has_root, last_update)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?
+    .execute(params![
+        t.trace_id,
+        experiment_id,
+        root.map(|r| r.start_ms).unwrap_or(t.min_start_ms),
+        root.and_then(|r| r.execution_ms),
+        root.map(|r| r.state)
+            .unwrap_or(TraceState::InProgress)
+            .as_str(),
+        root.map(|r| &r.name),
+        root.and_then(|r| r.request_preview.as_ref()),
+        root.and_then(|r| r.response_preview.as_ref()),
+        session,
+        user,
+        tokens.input,
+        tokens.output,
+        tokens.total,
+        t.spans.len() as i64,
+        root.is_some(),
+        now,
+    ])?;
+    let id = conn.last_insert_rowid();
+    for s in &t.spans {
+        insert_span(conn, id, s)?;
+    }
+    out.spans_inserted += t.spans.len();
+    out.touched_traces.push(id);
+    {
+        let mut tag = conn.prepare_cached(
+            "INSERT INTO trace_tags (trace, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )?;
+        tag.execute(params![
+            id,
+            tag_keys::SPANS_LOCATION,
+            tag_keys::TRACKING_STORE
+        ])?;
+        if let Some(r) = root {
+            tag.execute(params![id, tag_keys::TRACE_NAME, r.name])?;
+        }
+        for (k, v) in &t.hints.tags {
+            tag.execute(params![id, k, v])?;
+        }
+        let mut md = conn.prepare_cached(
+            "INSERT INTO trace_metadata (trace, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )?;
+        for (k, v) in &t.hints.metadata {
+            md.execute(params![id, k, v])?;
+        }
+    }
+    if root.is_some() {
+        out.completed_traces.push(id);
+    }
+    Ok(())
+}
+
+/// More spans for a trace that already has a row (an earlier upload, or
+/// client-sent trace info).
+fn merge_into_trace(
+    conn: &Connection,
+    row: &TraceRow,
+    t: TraceRows,
+    now: i64,
+    out: &mut IngestOutcome,
+) -> Result<()> {
+    let mut inserted = 0i64;
+    let mut any_tokens = false;
+    let mut root_inserted = false;
+    for s in &t.spans {
+        if !insert_span(conn, row.id, s)? {
             out.spans_duplicate += 1;
             continue;
         }
         inserted += 1;
         any_tokens |= !s.tokens.is_empty();
-        if s.is_root() {
-            root = Some(s);
-        }
+        root_inserted |= s.parent_span_id.is_none();
     }
-    drop(insert);
     out.spans_inserted += inserted as usize;
     if inserted == 0 {
         return Ok(());
@@ -245,21 +499,17 @@ fn ingest_trace_spans(
     out.touched_traces.push(row.id);
     conn.prepare_cached(
         "UPDATE traces SET span_count = span_count + ?2,
-             request_time = CASE WHEN has_root = 0 AND ?3 < request_time THEN ?3 ELSE request_time END,
+             request_time = CASE WHEN has_root = 0 AND info_finalized = 0 AND ?3 < request_time
+                                 THEN ?3 ELSE request_time END,
              last_update = ?4
          WHERE id = ?1",
     )?
-    .execute(params![
-        row.id,
-        inserted,
-        spans.iter().map(|s| s.start_ns).min().unwrap_or(0) / 1_000_000,
-        now
-    ])?;
+    .execute(params![row.id, inserted, t.min_start_ms, now])?;
     if any_tokens && !row.tokens_from_info {
         recompute_tokens(conn, row.id)?;
     }
-    if !hints.is_empty() {
-        apply_hints(conn, row.id, &hints)?;
+    if !t.hints.is_empty() {
+        apply_hints(conn, row.id, &t.hints)?;
     }
     conn.prepare_cached(
         "INSERT INTO trace_tags (trace, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
@@ -269,16 +519,63 @@ fn ingest_trace_spans(
         tag_keys::SPANS_LOCATION,
         tag_keys::TRACKING_STORE
     ])?;
-    if let Some(root) = root {
-        apply_root(conn, &row, root)?;
+    if let (true, Some(root)) = (root_inserted, &t.root) {
+        apply_root(conn, row, root)?;
         out.completed_traces.push(row.id);
     }
     Ok(())
 }
 
-/// Trace-level token usage: the sum over spans that report usage, skipping
-/// a span when one of its ancestors reports usage too (a wrapper's figure
-/// already includes its children's), as MLflow aggregates it.
+/// Token usage summed over spans, skipping a span when one of its
+/// ancestors reports usage too (a wrapper's figure already includes its
+/// children's), as MLflow aggregates it.
+fn aggregate_tokens<'a>(
+    spans: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>, TokenUsage)>,
+) -> TokenUsage {
+    let rows: Vec<_> = spans.collect();
+    if rows.iter().all(|(_, _, t)| t.is_empty()) {
+        return TokenUsage::default();
+    }
+    let by_id: HashMap<&'a [u8], (Option<&'a [u8]>, bool)> = rows
+        .iter()
+        .map(|(id, parent, t)| (*id, (*parent, !t.is_empty())))
+        .collect();
+    let has_reporting_ancestor = |mut parent: Option<&'a [u8]>| {
+        let mut hops = 0;
+        while let Some(p) = parent {
+            let Some((pp, reports)) = by_id.get(p) else {
+                break;
+            };
+            if *reports {
+                return true;
+            }
+            parent = *pp;
+            hops += 1;
+            if hops > by_id.len() {
+                break; // a cycle in bad data
+            }
+        }
+        false
+    };
+    let mut sum = TokenUsage::default();
+    for (_, parent, t) in &rows {
+        if t.is_empty() || has_reporting_ancestor(*parent) {
+            continue;
+        }
+        for (acc, v) in [
+            (&mut sum.input, t.input),
+            (&mut sum.output, t.output),
+            (&mut sum.total, t.total_or_sum()),
+        ] {
+            if let Some(v) = v {
+                *acc = Some(acc.unwrap_or(0) + v);
+            }
+        }
+    }
+    sum
+}
+
+/// Re-derives a trace's token usage from all its stored spans.
 fn recompute_tokens(conn: &Connection, trace: i64) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "SELECT span_id, parent_span_id, input_tokens, output_tokens, total_tokens
@@ -298,45 +595,10 @@ fn recompute_tokens(conn: &Connection, trace: i64) -> Result<()> {
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let by_id: HashMap<&[u8], (Option<&[u8]>, bool)> = rows
-        .iter()
-        .map(|(id, parent, t)| (id.as_slice(), (parent.as_deref(), !t.is_empty())))
-        .collect();
-    fn has_reporting_ancestor<'a>(
-        by_id: &HashMap<&'a [u8], (Option<&'a [u8]>, bool)>,
-        mut parent: Option<&'a [u8]>,
-    ) -> bool {
-        let mut hops = 0;
-        while let Some(p) = parent {
-            let Some((pp, reports)) = by_id.get(p) else {
-                break;
-            };
-            if *reports {
-                return true;
-            }
-            parent = *pp;
-            hops += 1;
-            if hops > by_id.len() {
-                break; // a cycle in bad data
-            }
-        }
-        false
-    }
-    let mut sum = TokenUsage::default();
-    for (_, parent, t) in &rows {
-        if t.is_empty() || has_reporting_ancestor(&by_id, parent.as_deref()) {
-            continue;
-        }
-        for (acc, v) in [
-            (&mut sum.input, t.input),
-            (&mut sum.output, t.output),
-            (&mut sum.total, t.total_or_sum()),
-        ] {
-            if let Some(v) = v {
-                *acc = Some(acc.unwrap_or(0) + v);
-            }
-        }
-    }
+    let sum = aggregate_tokens(
+        rows.iter()
+            .map(|(id, parent, t)| (id.as_slice(), parent.as_deref(), *t)),
+    );
     conn.prepare_cached(
         "UPDATE traces SET input_tokens = ?2, output_tokens = ?3, total_tokens = ?4 WHERE id = ?1",
     )?
@@ -358,21 +620,15 @@ fn apply_hints(conn: &Connection, trace: i64, hints: &TraceHints) -> Result<()> 
     for (k, v) in &hints.metadata {
         md.execute(params![trace, k, v])?;
     }
-    refresh_session_user(conn, trace)
+    if hints.has_session_or_user() {
+        refresh_session_user(conn, trace)?;
+    }
+    Ok(())
 }
 
 /// The root span fixes the trace's name, start, duration and (unless the
 /// client already sent trace info) its state and previews.
-fn apply_root(conn: &Connection, row: &TraceRow, root: &Span) -> Result<()> {
-    let start_ms = root.start_ns / 1_000_000;
-    let exec_ms = root.duration_ms();
-    let state = match root.status {
-        SpanStatusCode::Error => TraceState::Error,
-        _ if root.end_ns.is_some() => TraceState::Ok,
-        _ => TraceState::InProgress,
-    };
-    let req = root.inputs.as_ref().map(preview);
-    let resp = root.outputs.as_ref().map(preview);
+fn apply_root(conn: &Connection, row: &TraceRow, root: &RootFacts) -> Result<()> {
     conn.prepare_cached(
         "UPDATE traces SET has_root = 1,
              name = coalesce(name, ?2),
@@ -387,11 +643,11 @@ fn apply_root(conn: &Connection, row: &TraceRow, root: &Span) -> Result<()> {
     .execute(params![
         row.id,
         root.name,
-        start_ms,
-        exec_ms,
-        state.as_str(),
-        req,
-        resp
+        root.start_ms,
+        root.execution_ms,
+        root.state.as_str(),
+        root.request_preview,
+        root.response_preview
     ])?;
     if !row.info_finalized {
         conn.prepare_cached(
@@ -416,6 +672,13 @@ pub fn token_usage_from_metadata(md: &BTreeMap<String, String>) -> Option<TokenU
 /// Creates or completes a trace from client-sent info (StartTraceV3); spans
 /// that arrived first keep their row, which this fills in.
 pub fn upsert_trace_info(conn: &Connection, up: TraceUpsert) -> Result<TraceInfo> {
+    let id = upsert_trace_info_row(conn, up)?;
+    load_trace_info(conn, id)
+}
+
+/// [`upsert_trace_info`] without reading the result back; returns the
+/// trace's internal row id (bulk loads, and callers that read once anyway).
+pub fn upsert_trace_info_row(conn: &Connection, up: TraceUpsert) -> Result<i64> {
     let info = up.info;
     experiment_exists(conn, info.experiment_id)?;
     let now = now_ms();
@@ -497,7 +760,7 @@ pub fn upsert_trace_info(conn: &Connection, up: TraceUpsert) -> Result<TraceInfo
     // from uploading the artifact copy.
     set_tag_row(conn, id, tag_keys::SPANS_LOCATION, tag_keys::TRACKING_STORE)?;
     refresh_session_user(conn, id)?;
-    load_trace_info(conn, id)
+    Ok(id)
 }
 
 /// Re-derives the denormalised session and user columns from tags/metadata.
@@ -589,6 +852,7 @@ pub fn set_tag(conn: &Connection, trace_id: &str, key: &str, value: &str) -> Res
     }
     if key == tag_keys::SESSION || key == tag_keys::USER {
         refresh_session_user(conn, id)?;
+        super::sessions::sync(conn, &[id])?;
     }
     Ok(())
 }
@@ -606,6 +870,7 @@ pub fn delete_tag(conn: &Connection, trace_id: &str, key: &str) -> Result<()> {
     }
     if key == tag_keys::SESSION || key == tag_keys::USER {
         refresh_session_user(conn, id)?;
+        super::sessions::sync(conn, &[id])?;
     }
     Ok(())
 }
@@ -647,13 +912,20 @@ pub fn delete_traces(
 }
 
 /// Deletes trace rows by internal id; spans, tags, metadata and assessments
-/// go with them (ON DELETE CASCADE).
+/// go with them (ON DELETE CASCADE), and they leave the session and user
+/// aggregates. Each deletion leaves a tombstone in the same transaction, so
+/// the full-text index drops the trace's documents even if tracebox crashes
+/// before the indexer sees it.
 pub fn delete_trace_rows(conn: &Connection, ids: &[i64]) -> Result<()> {
     let mut stmt = conn.prepare_cached("DELETE FROM traces WHERE id = ?1")?;
+    let mut tomb =
+        conn.prepare_cached("INSERT OR IGNORE INTO index_tombstones (trace) VALUES (?1)")?;
     for id in ids {
-        stmt.execute([id])?;
+        if stmt.execute([id])? > 0 {
+            tomb.execute([id])?;
+        }
     }
-    Ok(())
+    super::sessions::sync(conn, ids)
 }
 
 impl Store {
@@ -663,9 +935,19 @@ impl Store {
         experiment_id: i64,
         batch: SpanBatch,
     ) -> Result<IngestOutcome> {
+        self.ingest_prepared(experiment_id, PreparedBatch::new(batch))
+            .await
+    }
+
+    /// [`Store::ingest_spans`] for spans already encoded (off the executor).
+    pub async fn ingest_prepared(
+        &self,
+        experiment_id: i64,
+        batch: PreparedBatch,
+    ) -> Result<IngestOutcome> {
         let hooks = self.hooks();
         self.write(move |c| {
-            let out = ingest_spans(c, experiment_id, batch)?;
+            let out = ingest_prepared(c, experiment_id, batch)?;
             let written = super::TracesWritten {
                 touched: out.touched_traces.clone(),
                 completed: out.completed_traces.clone(),
@@ -685,8 +967,7 @@ impl Store {
     ) -> Result<TraceInfo> {
         let hooks = self.hooks();
         self.write(move |c| {
-            let info = upsert_trace_info(c, up)?;
-            let id = trace_rowid(c, &info.trace_id)?;
+            let id = upsert_trace_info_row(c, up)?;
             for a in assessments {
                 super::assessments::insert(c, id, a)?;
             }
@@ -741,8 +1022,151 @@ impl Store {
         .await
     }
 
+    /// Spans stored, over all traces (benchmarks check nothing was lost).
+    pub async fn span_count(&self) -> Result<i64> {
+        self.read(|c| Ok(c.query_row("SELECT count(*) FROM spans", [], |r| r.get(0))?))
+            .await
+    }
+
     /// Internal id of a trace by MLflow id.
     pub async fn trace_rowid(&self, trace_id: String) -> Result<i64> {
         self.read(move |c| trace_rowid(c, &trace_id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::semconv::{RawSpan, keys};
+    use crate::domain::{OtelSpanId, SpanStatusCode};
+    use serde_json::json;
+
+    fn raw(id: u8, parent: Option<u8>, attrs: Value) -> RawSpan {
+        RawSpan {
+            trace_id: OtelTraceId([9; 16]),
+            span_id: OtelSpanId([id; 8]),
+            parent_span_id: parent.map(|p| OtelSpanId([p; 8])),
+            name: format!("s{id}"),
+            kind: 0,
+            status: SpanStatusCode::Ok,
+            status_message: String::new(),
+            start_ns: 1_000_000_000 + id as i64,
+            end_ns: Some(2_000_000_000),
+            attributes: attrs.as_object().cloned().unwrap_or_default(),
+            events: vec![],
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut conn = Connection::open(&path).unwrap();
+        super::super::migrate::apply(&mut conn, &path).unwrap();
+        (dir, conn)
+    }
+
+    #[test]
+    fn values_stored_once_come_back_as_attributes() {
+        let (_dir, conn) = open();
+        let input = json!({"messages": [{"role": "user", "content": "a question long enough"}]});
+        let batch = SpanBatch::from_raw([raw(
+            1,
+            None,
+            json!({
+                "openinference.span.kind": "LLM",
+                "input.value": input.to_string(),
+                "output.value": "an answer that is longer than sixty-four characters, so stored once",
+                "other": "x",
+            }),
+        )]);
+        ingest_spans(&conn, 0, batch).unwrap();
+        let (attrs, inputs_attr, outputs_attr): (String, Option<String>, Option<String>) = conn
+            .query_row(
+                "SELECT attributes, inputs_attr, outputs_attr FROM spans",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert!(!attrs.contains("input.value"), "{attrs}");
+        assert_eq!(inputs_attr.as_deref(), Some("input.value"));
+        assert_eq!(outputs_attr.as_deref(), Some("output.value"));
+        let t = get_trace(
+            &conn,
+            &TraceId::from_otel(OtelTraceId([9; 16])).into_string(),
+        )
+        .unwrap();
+        let s = &t.spans[0];
+        assert_eq!(s.inputs.as_ref(), Some(&input));
+        assert_eq!(s.attributes["input.value"], input);
+        assert_eq!(s.attributes["output.value"], s.outputs.clone().unwrap());
+        assert_eq!(s.attributes["other"], json!("x"));
+    }
+
+    #[test]
+    fn new_trace_rows_match_the_merge_path() {
+        // The same spans written in one upload (the single-insert path) or
+        // one per upload (the merge path) give the same trace.
+        let spans = || {
+            vec![
+                raw(
+                    2,
+                    Some(1),
+                    json!({"llm.token_count.prompt": 5, "llm.token_count.completion": 1}),
+                ),
+                // A wrapper reporting usage: its children are not counted again.
+                raw(
+                    3,
+                    Some(1),
+                    json!({"gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 2}),
+                ),
+                raw(
+                    4,
+                    Some(3),
+                    json!({"gen_ai.usage.input_tokens": 7, "gen_ai.usage.output_tokens": 1}),
+                ),
+                raw(
+                    1,
+                    None,
+                    json!({"mlflow.spanInputs": {"q": 1}, "session.id": "s", "mlflow.traceTag.t": "v"}),
+                ),
+            ]
+        };
+        let id = TraceId::from_otel(OtelTraceId([9; 16])).into_string();
+        let (_d1, one) = open();
+        let mut batch_spans = spans();
+        // A span repeated within one upload is stored once.
+        batch_spans.push(raw(2, Some(1), json!({})));
+        let out = ingest_spans(&one, 0, SpanBatch::from_raw(batch_spans)).unwrap();
+        assert_eq!(out.spans_inserted, 4);
+        let (_d2, many) = open();
+        for s in spans() {
+            ingest_spans(&many, 0, SpanBatch::from_raw([s])).unwrap();
+        }
+        let a = get_trace_info(&one, &id).unwrap();
+        let b = get_trace_info(&many, &id).unwrap();
+        assert_eq!(
+            a.tokens,
+            TokenUsage {
+                input: Some(15),
+                output: Some(3),
+                total: Some(18)
+            }
+        );
+        assert_eq!(a.tokens, b.tokens);
+        assert_eq!(a.state, TraceState::Ok);
+        assert_eq!((a.state, a.request_time_ms), (b.state, b.request_time_ms));
+        assert_eq!(a.execution_time_ms, b.execution_time_ms);
+        assert_eq!(a.tags, b.tags);
+        assert_eq!(a.tags["t"], "v");
+        assert_eq!(a.tags[tag_keys::TRACE_NAME], "s1");
+        assert_eq!(a.metadata, b.metadata);
+        assert_eq!(a.session_id(), Some("s"));
+        assert_eq!(a.request_preview, b.request_preview);
+        assert_eq!(a.request_preview.as_deref(), Some("{\"q\":1}"));
+        let session: Option<String> = one
+            .query_row("SELECT session_id FROM traces", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(session.as_deref(), Some("s"));
+        assert!(a.metadata.contains_key(keys::TRACE_SESSION));
     }
 }

@@ -5,9 +5,16 @@
 //! dozens of requests), which is where ingestion throughput comes from.
 //! Why a bounded queue: under overload callers get `Overloaded` (HTTP 503 +
 //! Retry-After, which the MLflow SDK retries) instead of memory growing.
+//! Why a checkpointer thread: copying WAL pages into the database (and the
+//! fsyncs that go with it) is as much I/O as the commits themselves; done on
+//! the writer thread, SQLite's automatic checkpoint stalls every upload
+//! behind it. A second connection checkpoints in the background instead
+//! (SQLite lets a checkpoint run beside a writer), and the writer only steps
+//! in, between transactions, if the WAL grows past a bound.
 
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -18,11 +25,24 @@ use super::{Result, StoreError, StoreOptions};
 /// Most jobs merged into one transaction; bounds commit latency.
 const MAX_BATCH: usize = 256;
 
+/// How often the background checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// WAL frames (pages) beyond which the writer itself restarts the WAL: a
+/// background checkpoint cannot reset a WAL that is written to all the
+/// time, so without this the file would only grow. 16384 frames of 8 KiB
+/// pages is about 128 MiB.
+const WAL_RESTART_FRAMES: i64 = 16_384;
+
 /// What a job leaves behind after running inside the transaction: whether it
 /// succeeded (else its savepoint is rolled back) and how to tell its caller
 /// the final outcome once the commit is known.
 struct Ran {
     ok: bool,
+    /// The SQLite error the job failed with, if any: when SQLite rolls the
+    /// whole transaction back (disk full, I/O error), the jobs that ran
+    /// before it in the batch are told this error.
+    failure: Option<(rusqlite::ffi::Error, Option<String>)>,
     deliver: Box<dyn FnOnce(Result<()>) + Send>,
 }
 
@@ -39,14 +59,25 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(conn: Connection, opts: &StoreOptions) -> Result<Writer> {
+    pub(super) fn start(conn: Connection, path: &Path, opts: &StoreOptions) -> Result<Writer> {
         let (tx, rx) = mpsc::channel::<Job>(opts.write_queue.max(1));
         let (commit_tx, commit_rx) = watch::channel(0u64);
         let depth = Arc::new(AtomicUsize::new(0));
         let thread_depth = depth.clone();
+        // Checkpoints are the checkpointer's job (see the module doc).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // (`journal_size_limit`, set on every connection, gives the disk
+        // back after a restart.)
+        let wal = Arc::new(WalState::default());
+        let ckpt_conn = super::open_connection(path, opts)?;
+        let ckpt_wal = wal.clone();
+        let ckpt_commits = commit_rx.clone();
+        std::thread::Builder::new()
+            .name("tracebox-checkpoint".into())
+            .spawn(move || checkpointer(ckpt_conn, ckpt_commits, ckpt_wal))?;
         std::thread::Builder::new()
             .name("tracebox-writer".into())
-            .spawn(move || run(conn, rx, commit_tx, thread_depth))?;
+            .spawn(move || run(conn, rx, commit_tx, thread_depth, wal))?;
         Ok(Writer {
             tx,
             enqueue_timeout: opts.enqueue_timeout,
@@ -63,8 +94,15 @@ impl Writer {
         let (done_tx, done_rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let res = conn.and_then(f);
+            let failure = match &res {
+                Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(code, msg))) => {
+                    Some((*code, msg.clone()))
+                }
+                _ => None,
+            };
             Ran {
                 ok: res.is_ok(),
+                failure,
                 deliver: Box::new(move |commit: Result<()>| {
                     let out = match commit {
                         Ok(()) => res,
@@ -127,11 +165,46 @@ impl Writer {
     }
 }
 
+/// Shared between the writer and the checkpointer threads.
+#[derive(Default)]
+struct WalState {
+    /// Set by the checkpointer when the WAL is past `WAL_RESTART_FRAMES`.
+    too_big: AtomicBool,
+    /// Set by the writer when it stops.
+    stopped: AtomicBool,
+}
+
+/// Copies committed WAL frames into the database every `CHECKPOINT_EVERY`
+/// while commits happen (PASSIVE: never waits for, nor blocks, the writer
+/// or readers).
+fn checkpointer(conn: Connection, commits: watch::Receiver<u64>, wal: Arc<WalState>) {
+    let mut done_seq = *commits.borrow();
+    while !wal.stopped.load(Ordering::Relaxed) {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let seq = *commits.borrow();
+        if seq == done_seq {
+            continue;
+        }
+        done_seq = seq;
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((log, _copied)) => {
+                if log > WAL_RESTART_FRAMES {
+                    wal.too_big.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "background WAL checkpoint failed"),
+        }
+    }
+}
+
 fn run(
     conn: Connection,
     mut rx: mpsc::Receiver<Job>,
     commits: watch::Sender<u64>,
     depth: Arc<AtomicUsize>,
+    wal: Arc<WalState>,
 ) {
     let mut seq = 0u64;
     while let Some(first) = rx.blocking_recv() {
@@ -152,28 +225,78 @@ fn run(
             seq += 1;
             let _ = commits.send(seq);
         }
+        if wal.too_big.swap(false, Ordering::Relaxed) {
+            restart_wal(&conn);
+        }
     }
+    wal.stopped.store(true, Ordering::Relaxed);
     tracing::debug!("writer thread stopped");
+}
+
+/// Between transactions: waits briefly for readers to move to the latest
+/// snapshot, copies what is left and starts the WAL from the top. The wait
+/// is short so a long read never stalls ingestion; if readers are still on
+/// an old snapshot the checkpointer asks again after its next pass.
+fn restart_wal(conn: &Connection) {
+    let _ = conn.busy_timeout(Duration::from_millis(200));
+    match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0)) {
+        Ok(0) => {}
+        Ok(_) => tracing::debug!("WAL restart deferred: readers still on an old snapshot"),
+        Err(e) => tracing::warn!(error = %e, "WAL restart checkpoint failed"),
+    }
+    let _ = conn.busy_timeout(super::BUSY_TIMEOUT);
 }
 
 /// Runs one group of jobs in one transaction. Returns, per job, whether its
 /// data is now committed and a thunk that reports the outcome to its caller.
+///
+/// On some errors (SQLITE_FULL, SQLITE_IOERR, ...) SQLite rolls back the
+/// whole transaction, not just the failing statement. Every job that ran in
+/// it is then reported failed, and the jobs still waiting start a new
+/// transaction: running them in autocommit mode would commit them
+/// statement by statement, half-applied, and then report a failed COMMIT.
 fn run_batch(conn: &Connection, batch: Vec<Job>) -> Vec<(bool, Box<dyn FnOnce() + Send>)> {
-    let mut out: Vec<(bool, Box<dyn FnOnce() + Send>)> = Vec::with_capacity(batch.len());
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        for job in batch {
-            let ran = job(Err(commit_error(&e)));
-            out.push((false, Box::new(move || (ran.deliver)(Ok(())))));
-        }
-        return out;
-    }
-    let mut ran = Vec::with_capacity(batch.len());
+    type Thunk = Box<dyn FnOnce() + Send>;
+    let mut out: Vec<(bool, Thunk)> = Vec::with_capacity(batch.len());
+    let mut ran: Vec<Ran> = Vec::with_capacity(batch.len());
+    let mut in_tx = false;
     for job in batch {
+        if !in_tx {
+            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                let r = job(Err(commit_error(&e)));
+                out.push((false, Box::new(move || (r.deliver)(Ok(())))));
+                continue;
+            }
+            in_tx = true;
+        }
         if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-            ran.push(job(Err(StoreError::from(e))));
+            let r = job(Err(StoreError::from(e)));
+            out.push((false, Box::new(move || (r.deliver)(Ok(())))));
             continue;
         }
         let r = job(Ok(conn));
+        if conn.is_autocommit() {
+            // SQLite rolled the transaction back: nothing in it survives.
+            tracing::warn!(
+                jobs = ran.len() + 1,
+                "write transaction rolled back by SQLite"
+            );
+            let cause = r.failure.clone();
+            let lost = move || match &cause {
+                Some((code, msg)) => {
+                    StoreError::Sqlite(rusqlite::Error::SqliteFailure(*code, msg.clone()))
+                }
+                None => StoreError::Invalid("the write transaction was rolled back".into()),
+            };
+            for p in ran.drain(..) {
+                let e = lost();
+                out.push((false, Box::new(move || (p.deliver)(Err(e)))));
+            }
+            let own = if r.ok { Err(lost()) } else { Ok(()) };
+            out.push((false, Box::new(move || (r.deliver)(own))));
+            in_tx = false;
+            continue;
+        }
         let cleanup = if r.ok {
             conn.execute_batch("RELEASE job")
         } else {
@@ -184,8 +307,11 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) -> Vec<(bool, Box<dyn FnOnce() 
         }
         ran.push(r);
     }
+    if !in_tx {
+        return out;
+    }
     let commit = conn.execute_batch("COMMIT");
-    if commit.is_err() {
+    if commit.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
     for r in ran {
@@ -206,5 +332,65 @@ fn commit_error(e: &rusqlite::Error) -> StoreError {
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(*code, msg.clone()))
         }
         other => StoreError::Invalid(format!("commit failed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(conn: &Connection, x: &str) -> i64 {
+        conn.query_row("SELECT count(*) FROM t WHERE x = ?1", [x], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_transaction_sqlite_rolls_back_fails_every_job_in_it_and_the_rest_start_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("w.db")).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x TEXT, pad BLOB);")
+            .unwrap();
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        let _: i64 = conn
+            .query_row(
+                &format!("PRAGMA max_page_count = {}", pages + 20),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let insert = |x: &'static str, bytes: usize| {
+            Writer::job(move |c: &Connection| {
+                c.execute(
+                    "INSERT INTO t (x, pad) VALUES (?1, zeroblob(?2))",
+                    rusqlite::params![x, bytes as i64],
+                )?;
+                Ok(())
+            })
+        };
+        let (before, before_rx) = insert("before", 10);
+        let (full, full_rx) = insert("full", 1 << 20);
+        let (after, after_rx) = insert("after", 10);
+        for (_, deliver) in run_batch(&conn, vec![before, full, after]) {
+            deliver();
+        }
+        let before = before_rx.blocking_recv().unwrap();
+        let full = full_rx.blocking_recv().unwrap();
+        assert!(
+            full.as_ref().is_err_and(StoreError::is_disk_full),
+            "{full:?}"
+        );
+        // SQLite rolled the whole transaction back (SQLITE_FULL does): the
+        // earlier job must not be reported as stored.
+        assert_eq!(count(&conn, "before"), 0);
+        assert!(
+            before.as_ref().is_err_and(StoreError::is_disk_full),
+            "{before:?}"
+        );
+        assert!(after_rx.blocking_recv().unwrap().is_ok());
+        assert_eq!(count(&conn, "after"), 1);
+        assert_eq!(count(&conn, "full"), 0);
+        assert!(conn.is_autocommit(), "no transaction left open");
     }
 }

@@ -88,6 +88,16 @@ class Tracebox:
         r.raise_for_status()
         return r.json().get("traces", [])
 
+    def wait_for_index(self, timeout=120):
+        """Waits until the full-text index holds everything committed so
+        far (the status endpoint's `index.caught_up`); text searches made
+        after it see every trace written before the call."""
+        def caught_up():
+            r = self.get("/api/tracebox/v1/status")
+            r.raise_for_status()
+            return (r.json().get("index") or {}).get("caught_up") is True
+        wait_for(caught_up, timeout=timeout, interval=0.05, what="full-text index caught up")
+
     def count(self, experiment_id="0", filter=None):
         n, token = 0, None
         while True:
@@ -109,6 +119,25 @@ class Tracebox:
 def tracebox():
     with tempfile.TemporaryDirectory(prefix="tracebox-e2e-") as d:
         tb = Tracebox(d)
+        yield tb
+        tb.stop()
+
+
+def free_port():
+    """A loopback port that is free right now (gRPC needs an explicit port
+    next to HTTP's port 0)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def tracebox_grpc():
+    """A server with OTLP/gRPC on an explicit free port (`tb.grpc`)."""
+    with tempfile.TemporaryDirectory(prefix="tracebox-e2e-") as d:
+        tb = Tracebox(d, ["--otlp-grpc-port", str(free_port())])
         yield tb
         tb.stop()
 

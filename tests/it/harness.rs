@@ -70,12 +70,20 @@ impl Server {
         &self.dir
     }
 
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     fn spawn(&mut self) {
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--data")
             .arg(&self.dir)
-            .args(["--host", "127.0.0.1", "--port", "0"]);
+            .args(["--host", "127.0.0.1"]);
+        if !self.args.iter().any(|a| a == "--port") {
+            cmd.args(["--port", "0"]);
+        }
         if !self.args.iter().any(|a| a == "--otlp-grpc-port") {
             cmd.args(["--otlp-grpc-port", "0"]);
         }
@@ -168,6 +176,27 @@ impl Client {
     }
     pub async fn post(&self, path: &str, body: Value) -> Resp {
         self.send("POST", path, Some(body)).await
+    }
+
+    /// Waits until the full-text index has everything committed so far
+    /// (the status endpoint's `index.caught_up`): after it, text searches
+    /// see every trace written before the call. The index catches up in
+    /// the background, so tests that search text right after writing wait
+    /// for this condition instead of guessing a delay.
+    pub async fn wait_for_index(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let r = self.get("/api/tracebox/v1/status").await;
+            if r.body["index"]["caught_up"] == Value::Bool(true) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the full-text index did not catch up: {}",
+                r.text
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     /// POSTs raw bytes with a content type.
     pub async fn post_raw(

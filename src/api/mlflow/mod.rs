@@ -6,7 +6,9 @@
 //! call the store or the query engine, and render MLflow's JSON back.
 
 pub mod dto;
+pub mod scorers;
 mod span_json;
+pub mod trace_file;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -59,7 +61,8 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/2.0/mlflow-artifacts/artifacts/{*path}",
             put(put_artifact).get(get_artifact),
-        );
+        )
+        .merge(scorers::router());
     for v in ["2.0", "3.0"] {
         r = r
             .route(
@@ -220,8 +223,10 @@ async fn run_search_experiments(app: AppState, req: SearchExperiments) -> ApiRes
 type ExperimentPredicate = Box<dyn Fn(&crate::domain::Experiment) -> bool + Send>;
 
 fn parse_experiment_filter(f: &str) -> Result<Vec<ExperimentPredicate>, ApiError> {
-    use crate::query::ast::{Expr, Field, Literal, Op};
-    let expr = crate::query::parse_filter(f).map_err(ApiError::from)?;
+    use crate::query::ast::{Expr, Literal, Op};
+    let Some(expr) = crate::query::parse_filter(f).map_err(ApiError::from)? else {
+        return Ok(Vec::new());
+    };
     let clauses = match expr {
         Expr::And(parts) => parts,
         other => vec![other],
@@ -232,12 +237,17 @@ fn parse_experiment_filter(f: &str) -> Result<Vec<ExperimentPredicate>, ApiError
             let Expr::Cmp(c) = c else {
                 return Err(ApiError::invalid("experiment filters support AND only"));
             };
-            let (Field::Attribute(attr), Literal::Str(v)) = (&c.field, &c.value) else {
+            let Literal::Str(v) = &c.value else {
                 return Err(ApiError::invalid(format!(
                     "Unsupported experiment filter clause at character {}",
                     c.pos
                 )));
             };
+            let attr = c
+                .ident
+                .strip_prefix("attributes.")
+                .or_else(|| c.ident.strip_prefix("attribute."))
+                .unwrap_or(&c.ident);
             if attr != "name" {
                 return Err(ApiError::invalid(format!(
                     "Invalid attribute key '{attr}' for experiment search"
@@ -345,6 +355,11 @@ async fn start_trace(
         .into_iter()
         .map(|a| a.into_new(&trace_id))
         .collect::<Result<Vec<_>, _>>()?;
+    let limits = &app.config.limits;
+    crate::api::limits::check_trace_info(&info, limits)?;
+    for a in &assessments {
+        crate::api::limits::check_assessment(a, limits)?;
+    }
     let stored = app
         .store
         .upsert_trace_info(TraceUpsert { info }, assessments)
@@ -491,6 +506,10 @@ struct SearchTracesReq {
     order_by: Vec<String>,
     #[serde(default)]
     page_token: Option<String>,
+    /// tracebox extension: full-text query (words, "phrases", prefix*);
+    /// `q` is accepted as an alias.
+    #[serde(default, alias = "q")]
+    text: Option<String>,
 }
 
 async fn search_traces(
@@ -523,6 +542,7 @@ async fn search_traces(
             order_by: req.order_by,
             max_results,
             page_token: req.page_token,
+            text: req.text,
         })
         .await?;
     let traces: Vec<Value> = page.traces.iter().map(dto::trace_info).collect();
@@ -666,6 +686,7 @@ async fn create_assessment(
         .assessment
         .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'assessment'."))?
         .into_new(&trace_id)?;
+    crate::api::limits::check_assessment(&a, &app.config.limits)?;
     let stored = app.store.create_assessment(a).await?;
     Ok(Json(json!({"assessment": dto::assessment(&stored)})))
 }
@@ -735,6 +756,16 @@ async fn update_assessment(
         .assessment
         .ok_or_else(|| ApiError::invalid("Missing value for required parameter 'assessment'."))?;
     let up = assessment_update(a, req.update_mask.as_deref().unwrap_or_default())?;
+    let limits = &app.config.limits;
+    for v in [
+        up.feedback.as_ref().and_then(|f| f.0.as_ref()),
+        up.expectation.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        crate::api::limits::check_value(|| "the assessment value".into(), v, limits)?;
+    }
     let stored = app
         .store
         .update_assessment(trace_id.clone(), assessment_id, up)
@@ -790,6 +821,8 @@ async fn put_artifact(
         )));
     }
     let batch = SpanBatch::from_raw(raw);
+    crate::api::limits::check_spans(&batch.spans, &app.config.limits)?;
+    app.metrics.record_bytes(body.len());
     let outcome = app.store.ingest_spans(exp, batch).await?;
     app.metrics.record_ingest(&outcome);
     Ok(StatusCode::OK.into_response())

@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use tokio::net::TcpListener;
 
-use super::store_request;
+use super::{blocking, experiment_from, prepare, store_prepared};
 use crate::api::error::ApiError;
 use crate::app::AppState;
 
@@ -18,14 +18,18 @@ struct Service {
     app: AppState,
 }
 
+/// gRPC status for an API error, chosen by how OTLP exporters react:
+/// UNAVAILABLE is retried with backoff (overload, shutdown, full disk);
+/// INVALID_ARGUMENT is not (bad data, and oversize, which a retry cannot
+/// fix — RESOURCE_EXHAUSTED would be retried by some exporters).
 fn status(e: ApiError) -> tonic::Status {
     let msg = e.message;
     match e.status {
-        StatusCode::BAD_REQUEST => tonic::Status::invalid_argument(msg),
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => {
+            tonic::Status::invalid_argument(msg)
+        }
         StatusCode::NOT_FOUND => tonic::Status::not_found(msg),
-        StatusCode::PAYLOAD_TOO_LARGE => tonic::Status::resource_exhausted(msg),
         StatusCode::UNAUTHORIZED => tonic::Status::unauthenticated(msg),
-        // UNAVAILABLE is the code OTLP exporters retry with backoff.
         StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
             tonic::Status::unavailable(msg)
         }
@@ -39,32 +43,29 @@ impl TraceService for Service {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let md = request.metadata();
-        if !self.app.auth.check_grpc(md) {
+        if !self.app.auth.check_grpc(request.metadata()) {
+            // tonic calls bypass `api::observe`: refusals are counted here.
+            self.app.metrics.record_reject_reason("unauthenticated");
             return Err(tonic::Status::unauthenticated(
                 "missing or wrong credentials (send authorization: Bearer <token>)",
             ));
         }
-        let experiment_id = match md.get("x-mlflow-experiment-id").map(|v| v.to_str()) {
-            None => 0,
-            Some(Ok(s)) if s.trim().is_empty() => 0,
-            Some(Ok(s)) => s.trim().parse().map_err(|_| {
-                tonic::Status::not_found(format!("No Experiment with id={s} exists"))
-            })?,
-            Some(Err(_)) => {
-                return Err(tonic::Status::invalid_argument(
-                    "bad x-mlflow-experiment-id",
-                ));
-            }
-        };
-        let req = request.into_inner();
-        store_request(&self.app, experiment_id, req)
-            .await
-            .map(tonic::Response::new)
-            .map_err(|e| {
-                self.app.metrics.record_reject(&e);
-                status(e)
-            })
+        let app = &self.app;
+        let result = async {
+            // The same header as over HTTP, read from the call's metadata.
+            let headers = request.metadata().clone().into_headers();
+            let experiment_id = experiment_from(&headers)?;
+            let limits = app.config.limits.clone();
+            let req = request.into_inner();
+            app.metrics.record_bytes(prost::Message::encoded_len(&req));
+            let prepared = blocking(move || prepare(req, &limits)).await?;
+            store_prepared(app, experiment_id, prepared).await
+        }
+        .await;
+        result.map(tonic::Response::new).map_err(|e| {
+            app.metrics.record_reject(&e);
+            status(e)
+        })
     }
 }
 
@@ -75,11 +76,17 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let limit = app.config.max_body_bytes;
+    // tonic decodes a message before the service sees it, so the byte budget
+    // cannot be charged per request; bounding concurrent calls instead keeps
+    // decoded gRPC uploads under about the same memory as the HTTP budget
+    // (each call holds at most one message of `limit` bytes).
+    let concurrent = (app.config.ops.max_inflight_bytes / limit.max(1)).clamp(2, 64);
     let svc = TraceServiceServer::new(Service { app })
         .max_decoding_message_size(limit)
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     tonic::transport::Server::builder()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(concurrent))
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
