@@ -533,3 +533,14 @@ workers, is shown too), at rest after 3 s idle and peak sampled every 0.5 s unde
 data directory (database, WAL, indexes; MLflow's SQLite file and artifact directory) divided by
 the traces stored. Install: the tracebox binary vs the mlflow venv (`pip install mlflow==3.17.2`).
 """
+
+
+if __name__ == "__main__":
+    # Re-render from saved raw figures, e.g. of a run stopped part-way:
+    #   python bench/compare/report.py target/bench-compare/results.json [--markdown]
+    import json
+    import sys
+
+    with open(sys.argv[1] if len(sys.argv) > 1 else "target/bench-compare/results.json") as f:
+        saved = json.load(f)
+    print(markdown(saved) if "--markdown" in sys.argv else render(saved))

@@ -375,9 +375,19 @@ class Bench:
                     res[str(size)] = {"error": p.stderr[-1000:]}
                     continue
                 res[str(size)] = json.loads(out[-1][7:])
+                self.save()
         finally:
             srv.stop()
             self.discard(srv)
+
+    def save(self):
+        """Writes the raw figures so far: a run stopped part-way still leaves
+        them (`python bench/compare/report.py` renders a partial table)."""
+        raw = os.path.join(self.work, "results.json")
+        with open(raw + ".tmp", "w") as f:
+            json.dump(self.results, f, indent=1)
+        os.replace(raw + ".tmp", raw)
+        return raw
 
     def discard(self, srv):
         """Data directories reach gigabytes at 100,000 traces; logs stay."""
@@ -430,7 +440,9 @@ class Bench:
         if "ingest" in phases:
             for system in systems:
                 self.ingest(system)
+                self.save()
             self.baselines()
+            self.save()
         if "query" in phases:
             # All traces in the past (tracebox keeps 90 days by default), one every step_ms.
             t0 = (int(time.time() * 1000) - max(self.a.sizes) * self.a.step_ms - 3_600_000) // 1000 * 1000
@@ -438,9 +450,7 @@ class Bench:
             for system in systems:
                 self.queries(system, templates, t0)
         self.results["environment"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
-        raw = os.path.join(self.work, "results.json")
-        with open(raw, "w") as f:
-            json.dump(self.results, f, indent=1)
+        raw = self.save()
         text = report.render(self.results)
         print(text)
         if self.a.out:
