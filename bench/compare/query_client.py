@@ -69,7 +69,7 @@ def wait_idle(pid):
     if pid:
         import servers
 
-        servers.wait_idle(pid)
+        servers.wait_idle(pid, cap=600)
 
 
 def classify(exc):
@@ -127,9 +127,25 @@ def main():
             plan.append((name, True))
             plan.append((name, False))
 
-    for name, spans in plan:
+    timed_out = set()  # filters that timed out once: the other variant would too
+
+    def wait_if_more(i):
+        """Waits for the server to drop an abandoned query only if a query
+        that will actually run follows."""
+        if any(n not in timed_out for n, _ in plan[i + 1 :]):
+            wait_idle(args.server_pid)
+
+    for i, (name, spans) in enumerate(plan):
         key = name if spans is None else f"{name}/{'spans' if spans else 'nospans'}"
         rng = random.Random(f"{args.seed}-{name}")
+        if name in timed_out:
+            # The server's time is spent on the filter, not on the spans: on
+            # MLflow a span.name or full-text search that timed out once takes
+            # as long again without spans (and minutes more to abandon).
+            out["queries"][key] = {"status": "skipped", "times": [],
+                                   "error": "not run: the same filter timed out in the other variant"}
+            print(f"  {key}: skipped (same filter timed out)", file=sys.stderr, flush=True)
+            continue
 
         def params():
             if name == "get_trace":
@@ -160,7 +176,8 @@ def main():
             entry["error"] = str(e)[:300]
             if entry["status"] == "timeout":
                 entry["timeout_seconds"] = args.timeout
-                wait_idle(args.server_pid)
+                timed_out.add(name)
+                wait_if_more(i)
             print(f"  {key}: {entry['status']}", file=sys.stderr, flush=True)
             continue
         warm = time.perf_counter() - t
