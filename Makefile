@@ -72,6 +72,18 @@ lint:
 fmt:
 	$(CARGO) fmt
 
+# Side-by-side with a real MLflow 3.17.2 server (bench/compare/README.md).
+# Sizes are overridable: make bench-compare N=500 SIZES=1000,5000 REPS=10
+N ?= 2000
+SIZES ?= 10000,100000
+REPS ?= 50
+BENCH_ARGS ?=
+bench-compare: build $(VENV_TRACING)/.installed $(VENV_MLFLOW)/.installed
+	$(VENV_TRACING)/bin/python bench/compare/run.py --tracebox-bin target/release/tracebox \
+		--mlflow-venv $(VENV_MLFLOW) --tracing-venv $(VENV_TRACING) \
+		--n $(N) --sizes $(SIZES) --reps $(REPS) --out BENCHMARKS.md $(BENCH_ARGS) \
+		--command "make bench-compare N=$(N) SIZES=$(SIZES) REPS=$(REPS)$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')"
+
 clean:
 	rm -rf $(VENV_TRACING) $(VENV_MLFLOW)
 	$(CARGO) clean

@@ -7,6 +7,7 @@
 
 pub mod dto;
 pub mod scorers;
+mod span_json;
 pub mod trace_file;
 
 use std::collections::BTreeMap;
@@ -378,13 +379,35 @@ async fn get_trace_info(
     ))
 }
 
-fn trace_json(d: &TraceDetail) -> Value {
-    let spans: Vec<Value> = d
-        .spans
-        .iter()
-        .map(|s| dto::span(&d.info.trace_id, s))
-        .collect();
-    json!({"trace_info": dto::trace_info(&d.info), "spans": spans})
+/// `{"trace_info", "spans"}`; spans are streamed (see `span_json`).
+#[derive(serde::Serialize)]
+struct TraceJson<'a> {
+    trace_info: Value,
+    spans: Vec<span_json::SpanJson<'a>>,
+}
+
+fn trace_json(d: &TraceDetail) -> TraceJson<'_> {
+    TraceJson {
+        trace_info: dto::trace_info(&d.info),
+        spans: d
+            .spans
+            .iter()
+            .map(|span| span_json::SpanJson {
+                trace_id: &d.info.trace_id,
+                span,
+            })
+            .collect(),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct OneTrace<'a> {
+    trace: TraceJson<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct ManyTraces<'a> {
+    traces: Vec<TraceJson<'a>>,
 }
 
 /// Spans the client announced (`sizeStats.num_spans`) but that have not all
@@ -398,7 +421,7 @@ fn missing_spans(d: &TraceDetail) -> bool {
         .is_some_and(|n| (d.spans.len() as u64) < n)
 }
 
-async fn get_trace(State(app): State<AppState>, params: Params) -> ApiResult<Json<Value>> {
+async fn get_trace(State(app): State<AppState>, params: Params) -> ApiResult<Response> {
     let trace_id = params.required("trace_id")?.to_string();
     let allow_partial = params
         .get("allow_partial")
@@ -408,7 +431,10 @@ async fn get_trace(State(app): State<AppState>, params: Params) -> ApiResult<Jso
     loop {
         let d = app.store.get_trace(trace_id.clone()).await?;
         if allow_partial || !missing_spans(&d) {
-            return Ok(Json(json!({"trace": trace_json(&d)})));
+            return Ok(Json(OneTrace {
+                trace: trace_json(&d),
+            })
+            .into_response());
         }
         if waited >= Duration::from_secs(3) {
             return Err(ApiError::not_found(format!(
@@ -420,7 +446,7 @@ async fn get_trace(State(app): State<AppState>, params: Params) -> ApiResult<Jso
     }
 }
 
-async fn batch_get(State(app): State<AppState>, params: Params) -> ApiResult<Json<Value>> {
+async fn batch_get(State(app): State<AppState>, params: Params) -> ApiResult<Response> {
     let ids = params.all("trace_ids");
     if ids.is_empty() {
         return Err(ApiError::invalid(
@@ -428,12 +454,14 @@ async fn batch_get(State(app): State<AppState>, params: Params) -> ApiResult<Jso
         ));
     }
     let traces = app.store.get_traces(ids).await?;
-    let out: Vec<Value> = traces
-        .iter()
-        .filter(|d| !missing_spans(d))
-        .map(trace_json)
-        .collect();
-    Ok(Json(json!({"traces": out})))
+    let out = ManyTraces {
+        traces: traces
+            .iter()
+            .filter(|d| !missing_spans(d))
+            .map(trace_json)
+            .collect(),
+    };
+    Ok(Json(out).into_response())
 }
 
 #[derive(Deserialize)]
