@@ -77,7 +77,7 @@ fmt:
 N ?= 2000
 SIZES ?= 10000,100000
 REPS ?= 50
-BENCH_ARGS ?=
+BENCH_ARGS ?= --budget 60 --query-timeout 300
 bench-compare: build $(VENV_TRACING)/.installed $(VENV_MLFLOW)/.installed
 	$(VENV_TRACING)/bin/python bench/compare/run.py --tracebox-bin target/release/tracebox \
 		--mlflow-venv $(VENV_MLFLOW) --tracing-venv $(VENV_TRACING) \
