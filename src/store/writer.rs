@@ -66,16 +66,6 @@ impl Writer {
         let thread_depth = depth.clone();
         // Checkpoints are the checkpointer's job (see the module doc).
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        // Every job runs in a savepoint, so each page it touches is copied
-        // to the sub-journal, and every statement that needs a statement
-        // journal truncates that sub-journal back when it ends. In memory
-        // (`temp_store = MEMORY`) the sub-journal is a linked list of 1 KiB
-        // chunks that SQLite walks from the start on each truncation:
-        // quadratic in the job's size, and most of the writer's time once
-        // indexes are large. As a temporary file it spills past 64 KiB and
-        // truncates in O(1). The writer sorts nothing large; readers keep
-        // their temporary tables in memory.
-        conn.pragma_update(None, "temp_store", "FILE")?;
         // (`journal_size_limit`, set on every connection, gives the disk
         // back after a restart.)
         let wal = Arc::new(WalState::default());
