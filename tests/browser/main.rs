@@ -616,30 +616,30 @@ async fn ui_in_a_real_browser() {
     .await;
     if dark == json!(true) {
         shot(&d, "dark-trace").await;
-        d.goto(&format!("{}/experiments/{exp}/dashboard?range=24h", s.url))
-            .await
-            .expect("goto");
-        find(&d, ".chart").await;
-        shot(&d, "dark-dashboard").await;
-        d.goto(&format!("{}/experiments/{exp}/traces", s.url))
-            .await
-            .expect("goto");
-        shot(&d, "dark-traces").await;
-        d.goto(&format!("{}/experiments/{exp}/sessions/conv-4521", s.url))
-            .await
-            .expect("goto");
-        find(&d, ".transcript .turn").await;
-        full_shot(&d, "dark-session").await;
-        d.goto(&format!("{}/experiments/{exp}/users", s.url))
-            .await
-            .expect("goto");
-        find(&d, "table.users").await;
-        shot(&d, "dark-users").await;
-        d.goto(&format!("{}/experiments/{exp}/judges", s.url))
-            .await
-            .expect("goto");
-        find(&d, "article.judge").await;
-        full_shot(&d, "dark-judges").await;
+        // (page, what shows it has rendered, screenshot, whole page?)
+        let pages = [
+            ("dashboard?range=24h", ".chart", "dark-dashboard", false),
+            ("traces", "table.traces", "dark-traces", false),
+            (
+                "sessions/conv-4521",
+                ".transcript .turn",
+                "dark-session",
+                true,
+            ),
+            ("users", "table.users", "dark-users", false),
+            ("judges", "article.judge", "dark-judges", true),
+        ];
+        for (page, ready, name, full) in pages {
+            d.goto(&format!("{}/experiments/{exp}/{page}", s.url))
+                .await
+                .expect("goto");
+            find(&d, ready).await;
+            if full {
+                full_shot(&d, name).await;
+            } else {
+                shot(&d, name).await;
+            }
+        }
     } else {
         eprintln!("note: this Chromium ignored --force-dark-mode; no dark screenshots");
     }
