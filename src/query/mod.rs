@@ -273,14 +273,25 @@ impl QueryEngine {
             .map(|rows| !rows.is_empty())
     }
 
-    pub async fn search(&self, req: SearchRequest) -> Result<SearchPage, QueryError> {
-        let p = parse_request(&req)?;
-        let needs_index = p.text.is_some() || p.filter.as_ref().is_some_and(uses_index);
+    /// Refuses up front a query that needs the full-text index in a process
+    /// that has none (a CLI command on the data directory), before any SQL.
+    fn check_index(
+        &self,
+        filter: Option<&Cond>,
+        text: Option<&TextQuery>,
+    ) -> Result<(), QueryError> {
+        let needs_index = text.is_some() || filter.is_some_and(uses_index);
         if needs_index && self.index.is_none() {
             return Err(QueryError::Index(
                 "full-text search is not available in this process".into(),
             ));
         }
+        Ok(())
+    }
+
+    pub async fn search(&self, req: SearchRequest) -> Result<SearchPage, QueryError> {
+        let p = parse_request(&req)?;
+        self.check_index(p.filter.as_ref(), p.text.as_ref())?;
         let index = self.index.clone();
         let experiments = req.experiment_ids.clone();
         self.store

@@ -136,12 +136,7 @@ impl QueryEngine {
             + Send
             + 'static,
     {
-        let needs_index = sel.text.is_some() || sel.filter.as_ref().is_some_and(super::uses_index);
-        if needs_index && self.index.is_none() {
-            return Err(QueryError::Index(
-                "full-text search is not available in this process".into(),
-            ));
-        }
+        self.check_index(sel.filter.as_ref(), sel.text.as_ref())?;
         let index = self.index.clone();
         self.store
             .read(move |c| {
