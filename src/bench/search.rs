@@ -19,6 +19,7 @@ use crate::domain::{
 };
 use crate::index::SearchIndex;
 use crate::query::{QueryEngine, SearchRequest};
+use crate::store::traces::PreparedBatch;
 use crate::store::{Store, StoreOptions, TraceUpsert, traces};
 
 const EXPERIMENT: &str = "search-bench";
@@ -636,17 +637,20 @@ pub fn generate(store: &Store, exp: i64, from: usize, n: usize, seed: u64) -> an
     );
     for chunk in rx {
         let k = chunk.len();
+        let chunk: Vec<(TraceUpsert, PreparedBatch)> = chunk
+            .into_iter()
+            .map(|(info, spans)| {
+                let batch = SpanBatch {
+                    spans,
+                    hints: HashMap::new(),
+                };
+                (TraceUpsert { info }, PreparedBatch::new(batch))
+            })
+            .collect();
         store.write_blocking(move |c| {
-            for (info, spans) in chunk {
-                traces::upsert_trace_info_row(c, TraceUpsert { info })?;
-                traces::ingest_spans(
-                    c,
-                    exp,
-                    SpanBatch {
-                        spans,
-                        hints: HashMap::new(),
-                    },
-                )?;
+            for (up, batch) in &chunk {
+                traces::upsert_trace_info_row(c, up)?;
+                traces::ingest_prepared(c, exp, batch)?;
             }
             Ok(())
         })?;

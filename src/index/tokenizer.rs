@@ -61,21 +61,41 @@ fn is_unspaced(c: char) -> bool {
 #[derive(Clone, Default)]
 pub struct WordTokenizer;
 
-pub struct WordStream {
-    tokens: Vec<Token>,
+/// Tokens of one text: ASCII text (nearly every span payload) is split
+/// lazily by `next_ascii_word`, the rest is segmented up front.
+pub struct WordStream<'a> {
+    text: &'a str,
+    /// `None` on the ASCII path; the precomputed tokens otherwise.
+    tokens: Option<Vec<Token>>,
+    /// Byte offset (ASCII path) or index into `tokens`.
     at: usize,
     current: Token,
 }
 
-impl TokenStream for WordStream {
+impl TokenStream for WordStream<'_> {
     fn advance(&mut self) -> bool {
-        match self.tokens.get(self.at) {
-            Some(t) => {
-                self.current = t.clone();
-                self.at += 1;
-                true
-            }
-            None => false,
+        match &self.tokens {
+            None => match next_ascii_word(self.text.as_bytes(), self.at) {
+                Some((from, to)) => {
+                    self.at = to;
+                    // Reuses the token's buffer: no allocation per word.
+                    self.current.text.clear();
+                    self.current.text.push_str(&self.text[from..to]);
+                    self.current.offset_from = from;
+                    self.current.offset_to = to;
+                    self.current.position = self.current.position.wrapping_add(1);
+                    true
+                }
+                None => false,
+            },
+            Some(tokens) => match tokens.get(self.at) {
+                Some(t) => {
+                    self.current = t.clone();
+                    self.at += 1;
+                    true
+                }
+                None => false,
+            },
         }
     }
     fn token(&self) -> &Token {
@@ -87,59 +107,157 @@ impl TokenStream for WordStream {
 }
 
 impl Tokenizer for WordTokenizer {
-    type TokenStream<'a> = WordStream;
+    type TokenStream<'a> = WordStream<'a>;
 
-    fn token_stream<'a>(&'a mut self, text: &'a str) -> WordStream {
-        let mut tokens = Vec::new();
-        let mut position = 0;
-        let mut push = |from: usize, to: usize, s: &str| {
-            tokens.push(Token {
-                offset_from: from,
-                offset_to: to,
-                position,
-                text: s.to_string(),
-                position_length: 1,
-            });
-            position += 1;
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> WordStream<'a> {
+        let tokens = if text.is_ascii() {
+            None
+        } else {
+            Some(unicode_tokens(text))
         };
-        for (start, word) in text.split_word_bound_indices() {
-            if !word.chars().any(char::is_alphanumeric) {
-                continue;
-            }
-            if word.chars().any(is_unspaced) {
-                // One token per character of the unspaced script; runs of
-                // other letters inside the segment stay whole.
-                let mut run_start: Option<usize> = None;
-                for (i, c) in word.char_indices() {
-                    let at = start + i;
-                    if is_unspaced(c) {
-                        if let Some(rs) = run_start.take() {
-                            push(rs, at, &text[rs..at]);
-                        }
-                        let end = at + c.len_utf8();
-                        if c.is_alphanumeric() {
-                            push(at, end, &text[at..end]);
-                        }
-                    } else if c.is_alphanumeric() || c == '_' {
-                        run_start.get_or_insert(at);
-                    } else if let Some(rs) = run_start.take() {
-                        push(rs, at, &text[rs..at]);
-                    }
-                }
-                if let Some(rs) = run_start {
-                    let end = start + word.len();
-                    push(rs, end, &text[rs..end]);
-                }
-            } else {
-                push(start, start + word.len(), word);
-            }
-        }
         WordStream {
+            text,
             tokens,
             at: 0,
-            current: Token::default(),
+            // `advance` increments before the first token: position 0.
+            current: Token {
+                position: usize::MAX,
+                ..Token::default()
+            },
         }
     }
+}
+
+/// ASCII classes of UAX #29's word-break rules.
+#[derive(Clone, Copy, PartialEq)]
+enum Ascii {
+    /// ALetter, Numeric, ExtendNumLet (`_`): they always join each other
+    /// (WB5, WB8-WB10, WB13a/b).
+    Letter,
+    Digit,
+    Underscore,
+    /// MidLetter (`:`): joins letters only (WB6/7).
+    MidLetter,
+    /// MidNumLet and Single_Quote (`.` `'`): join letters or digits.
+    MidNumLet,
+    /// MidNum (`,` `;`): joins digits only (WB11/12).
+    MidNum,
+    Other,
+}
+
+fn class(b: u8) -> Ascii {
+    match b {
+        b'a'..=b'z' | b'A'..=b'Z' => Ascii::Letter,
+        b'0'..=b'9' => Ascii::Digit,
+        b'_' => Ascii::Underscore,
+        b':' => Ascii::MidLetter,
+        b'.' | b'\'' => Ascii::MidNumLet,
+        b',' | b';' => Ascii::MidNum,
+        _ => Ascii::Other,
+    }
+}
+
+fn is_word(c: Ascii) -> bool {
+    matches!(c, Ascii::Letter | Ascii::Digit | Ascii::Underscore)
+}
+
+/// The next word at or after byte `from` of ASCII `text`, as byte offsets:
+/// exactly the UAX #29 word segments that contain a letter or digit, which
+/// is what `unicode_tokens` keeps (the tests check the two agree), at a
+/// fraction of the cost of the general segmenter.
+fn next_ascii_word(text: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
+    loop {
+        // Skip to the start of a word segment.
+        while i < text.len() && !is_word(class(text[i])) {
+            i += 1;
+        }
+        if i >= text.len() {
+            return None;
+        }
+        let start = i;
+        let mut alnum = class(text[i]) != Ascii::Underscore;
+        let mut prev = class(text[i]);
+        i += 1;
+        while i < text.len() {
+            let c = class(text[i]);
+            if is_word(c) {
+                alnum |= c != Ascii::Underscore;
+                prev = c;
+                i += 1;
+                continue;
+            }
+            // A single middle character between two letters (`:` `.` `'`)
+            // or two digits (`,` `;` `.` `'`) keeps the word whole.
+            let next = text.get(i + 1).map_or(Ascii::Other, |&b| class(b));
+            let joins = matches!(
+                (prev, c, next),
+                (
+                    Ascii::Letter,
+                    Ascii::MidLetter | Ascii::MidNumLet,
+                    Ascii::Letter
+                ) | (Ascii::Digit, Ascii::MidNum | Ascii::MidNumLet, Ascii::Digit)
+            );
+            if !joins {
+                break;
+            }
+            prev = next;
+            i += 2;
+        }
+        if alnum {
+            return Some((start, i));
+        }
+    }
+}
+
+/// The general path: UAX #29 word boundaries, unspaced scripts split per
+/// character.
+fn unicode_tokens(text: &str) -> Vec<Token> {
+    let mut tokens = Vec::new();
+    let mut position = 0;
+    let mut push = |from: usize, to: usize, s: &str| {
+        tokens.push(Token {
+            offset_from: from,
+            offset_to: to,
+            position,
+            text: s.to_string(),
+            position_length: 1,
+        });
+        position += 1;
+    };
+    for (start, word) in text.split_word_bound_indices() {
+        if !word.chars().any(char::is_alphanumeric) {
+            continue;
+        }
+        if word.chars().any(is_unspaced) {
+            // One token per character of the unspaced script; runs of
+            // other letters inside the segment stay whole.
+            let mut run_start: Option<usize> = None;
+            for (i, c) in word.char_indices() {
+                let at = start + i;
+                if is_unspaced(c) {
+                    if let Some(rs) = run_start.take() {
+                        push(rs, at, &text[rs..at]);
+                    }
+                    let end = at + c.len_utf8();
+                    if c.is_alphanumeric() {
+                        push(at, end, &text[at..end]);
+                    }
+                } else if c.is_alphanumeric() || c == '_' {
+                    run_start.get_or_insert(at);
+                } else if let Some(rs) = run_start.take() {
+                    push(rs, at, &text[rs..at]);
+                }
+            }
+            if let Some(rs) = run_start {
+                let end = start + word.len();
+                push(rs, end, &text[rs..end]);
+            }
+        } else {
+            push(start, start + word.len(), word);
+        }
+    }
+    tokens
 }
 
 #[cfg(test)]
@@ -170,5 +288,43 @@ mod tests {
         assert!(words(&"x".repeat(100)).is_empty());
         let t = tokens("ab 退款");
         assert_eq!((t[1].offset_from, t[1].offset_to, t[1].position), (3, 6, 1));
+        let t = tokens("ab, cd_9");
+        assert_eq!((t[1].offset_from, t[1].offset_to, t[1].position), (4, 8, 1));
+    }
+
+    fn ascii_words(s: &str) -> Vec<(usize, usize, String)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while let Some((from, to)) = next_ascii_word(s.as_bytes(), at) {
+            out.push((from, to, s[from..to].to_string()));
+            at = to;
+        }
+        out
+    }
+
+    fn general_words(s: &str) -> Vec<(usize, usize, String)> {
+        unicode_tokens(s)
+            .into_iter()
+            .map(|t| (t.offset_from, t.offset_to, t.text))
+            .collect()
+    }
+
+    #[test]
+    fn the_ascii_path_keeps_words_joined_as_uax29_does() {
+        for s in [
+            "user's e-mail 3.14 1,000.50 a:b a.b.c x_y __ _a a.1 1.a 1:2 a,b",
+            "end. 'quoted' 12; 3;4 a::b a..b 'a'b \r\n x\r\ny",
+        ] {
+            assert_eq!(ascii_words(s), general_words(s), "{s}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_ascii_path_agrees_with_the_general_segmenter(
+            s in "[ab9_:.',;\\- \r\n\t\"\\[{}]{0,40}"
+        ) {
+            proptest::prop_assert_eq!(ascii_words(&s), general_words(&s));
+        }
     }
 }

@@ -192,10 +192,10 @@ impl Runner {
             let _ = self
                 .store
                 .write(move |c| {
-                    for id in t {
+                    for &id in &t {
                         judge_queue::release_trace_task(c, id, 0)?;
                     }
-                    for id in s {
+                    for &id in &s {
                         judge_queue::release_session_task(c, id, 0)?;
                     }
                     Ok(())
@@ -436,7 +436,7 @@ impl Runner {
                             return Ok(false);
                         }
                         judge_queue::delete_judge_results(c, row, &scorer_id, None)?;
-                        for a in ev.assessments {
+                        for a in ev.assessments.iter().cloned() {
                             crate::store::assessments::insert(c, row, a)?;
                         }
                         Ok(true)
@@ -574,7 +574,7 @@ impl Runner {
                             return Ok(false);
                         }
                         judge_queue::delete_session_judge_results(c, exp, &session, &scorer_id)?;
-                        for a in ev.assessments {
+                        for a in ev.assessments.iter().cloned() {
                             // On the session's first trace, with metadata
                             // mlflow.trace.session: MLflow's representation,
                             // which the session views read.

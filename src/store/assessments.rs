@@ -188,7 +188,7 @@ impl Store {
     pub async fn create_assessment(&self, a: Assessment) -> Result<Assessment> {
         self.write(move |c| {
             let trace = trace_rowid(c, &a.trace_id).map_err(|_| not_found(&a.trace_id))?;
-            insert(c, trace, a)
+            insert(c, trace, a.clone())
         })
         .await
     }
@@ -201,7 +201,8 @@ impl Store {
         id: String,
         up: AssessmentUpdate,
     ) -> Result<Assessment> {
-        self.write(move |c| update(c, &trace_id, &id, up)).await
+        self.write(move |c| update(c, &trace_id, &id, up.clone()))
+            .await
     }
     pub async fn delete_assessment(&self, trace_id: String, id: String) -> Result<()> {
         self.write(move |c| delete(c, &trace_id, &id)).await

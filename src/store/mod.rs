@@ -215,10 +215,13 @@ impl Store {
     }
 
     /// Runs `f` inside the group-commit transaction; resolves after commit.
+    /// `f` may run more than once (when another job of its transaction
+    /// fails, the ones that succeeded run again): it must only write
+    /// through `conn`, hence `Fn`.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: Fn(&Connection) -> Result<T> + Send + 'static,
     {
         self.inner.writer.submit(f).await
     }
@@ -227,7 +230,7 @@ impl Store {
     pub fn write_blocking<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: Fn(&Connection) -> Result<T> + Send + 'static,
     {
         self.inner.writer.submit_blocking(f)
     }

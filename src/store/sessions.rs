@@ -901,7 +901,7 @@ impl Store {
         a: Assessment,
         replace: bool,
     ) -> Result<Assessment> {
-        self.write(move |c| insert_session_assessment(c, exp, &session, a, replace))
+        self.write(move |c| insert_session_assessment(c, exp, &session, a.clone(), replace))
             .await
     }
     /// Recomputes every session and user aggregate (see [`rebuild`]).

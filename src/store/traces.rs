@@ -328,19 +328,19 @@ pub fn ingest_spans(
     experiment_id: i64,
     batch: SpanBatch,
 ) -> Result<IngestOutcome> {
-    ingest_prepared(conn, experiment_id, PreparedBatch::new(batch))
+    ingest_prepared(conn, experiment_id, &PreparedBatch::new(batch))
 }
 
 /// Stores prepared spans, creating traces for ids not seen before.
 pub fn ingest_prepared(
     conn: &Connection,
     experiment_id: i64,
-    batch: PreparedBatch,
+    batch: &PreparedBatch,
 ) -> Result<IngestOutcome> {
     experiment_exists(conn, experiment_id)?;
     let now = now_ms();
     let mut out = IngestOutcome::default();
-    for t in batch.traces {
+    for t in &batch.traces {
         match find_trace_row(conn, &t.trace_id)? {
             None => insert_new_trace(conn, experiment_id, t, now, &mut out)?,
             Some(row) => merge_into_trace(conn, &row, t, now, &mut out)?,
@@ -391,7 +391,7 @@ fn insert_span(conn: &Connection, trace: i64, s: &SpanRow) -> Result<bool> {
 fn insert_new_trace(
     conn: &Connection,
     experiment_id: i64,
-    t: TraceRows,
+    t: &TraceRows,
     now: i64,
     out: &mut IngestOutcome,
 ) -> Result<()> {
@@ -476,7 +476,7 @@ fn insert_new_trace(
 fn merge_into_trace(
     conn: &Connection,
     row: &TraceRow,
-    t: TraceRows,
+    t: &TraceRows,
     now: i64,
     out: &mut IngestOutcome,
 ) -> Result<()> {
@@ -671,15 +671,15 @@ pub fn token_usage_from_metadata(md: &BTreeMap<String, String>) -> Option<TokenU
 
 /// Creates or completes a trace from client-sent info (StartTraceV3); spans
 /// that arrived first keep their row, which this fills in.
-pub fn upsert_trace_info(conn: &Connection, up: TraceUpsert) -> Result<TraceInfo> {
+pub fn upsert_trace_info(conn: &Connection, up: &TraceUpsert) -> Result<TraceInfo> {
     let id = upsert_trace_info_row(conn, up)?;
     load_trace_info(conn, id)
 }
 
 /// [`upsert_trace_info`] without reading the result back; returns the
 /// trace's internal row id (bulk loads, and callers that read once anyway).
-pub fn upsert_trace_info_row(conn: &Connection, up: TraceUpsert) -> Result<i64> {
-    let info = up.info;
+pub fn upsert_trace_info_row(conn: &Connection, up: &TraceUpsert) -> Result<i64> {
+    let info = &up.info;
     experiment_exists(conn, info.experiment_id)?;
     let now = now_ms();
     let tokens = token_usage_from_metadata(&info.metadata);
@@ -947,7 +947,7 @@ impl Store {
     ) -> Result<IngestOutcome> {
         let hooks = self.hooks();
         self.write(move |c| {
-            let out = ingest_prepared(c, experiment_id, batch)?;
+            let out = ingest_prepared(c, experiment_id, &batch)?;
             let written = super::TracesWritten {
                 touched: out.touched_traces.clone(),
                 completed: out.completed_traces.clone(),
@@ -967,9 +967,9 @@ impl Store {
     ) -> Result<TraceInfo> {
         let hooks = self.hooks();
         self.write(move |c| {
-            let id = upsert_trace_info_row(c, up)?;
-            for a in assessments {
-                super::assessments::insert(c, id, a)?;
+            let id = upsert_trace_info_row(c, &up)?;
+            for a in &assessments {
+                super::assessments::insert(c, id, a.clone())?;
             }
             let written = super::TracesWritten {
                 touched: vec![id],
