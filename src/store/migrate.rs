@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_span_value_attrs.sql"),
     include_str!("../../migrations/0007_search.sql"),
     include_str!("../../migrations/0008_judge_stats.sql"),
+    include_str!("../../migrations/0009_insert_marks.sql"),
 ];
 
 /// The schema version this build writes.

@@ -275,9 +275,16 @@ fn store_contribution(conn: &Connection, trace: i64, c: Option<&Contribution>) -
             .execute([trace])?;
         return Ok(());
     };
+    // An upsert, not INSERT OR REPLACE: REPLACE on a table with indexes
+    // makes SQLite open a statement journal and copy every page it touches.
     conn.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO trace_rollup (trace, {ROLLUP_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+        "INSERT INTO trace_rollup (trace, {ROLLUP_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+         ON CONFLICT (trace) DO UPDATE SET experiment_id = ?2, session_id = ?3, user_id = ?4,
+             request_time = ?5, is_error = ?6, input_tokens = ?7, output_tokens = ?8,
+             total_tokens = ?9, feedback = ?10, positive = ?11, negative = ?12,
+             human_feedback = ?13, human_positive = ?14, human_negative = ?15,
+             expectations = ?16, session_level = ?17"
     ))?
     .execute(params![
         trace,

@@ -236,6 +236,25 @@ fn aggregate_hour(conn: &Connection, experiment_id: i64, hour: i64) -> Result<Ag
     Ok(agg)
 }
 
+/// Marks the buckets of newly inserted traces for recompute, given their
+/// `(experiment_id, request_time)`: once per bucket however many traces
+/// fall in it. Every `INSERT INTO traces` must be followed by this (updates
+/// and deletes are marked by triggers; see migration 0009 for why inserts
+/// are not).
+pub fn mark_inserted(conn: &Connection, traces: &[(i64, i64)]) -> Result<()> {
+    let mut hours: Vec<(i64, i64)> = traces.iter().map(|&(e, t)| (e, t / HOUR_MS)).collect();
+    hours.sort_unstable();
+    hours.dedup();
+    let mut mark = conn.prepare_cached(
+        "INSERT INTO stats_dirty (experiment_id, hour) VALUES (?1, ?2)
+         ON CONFLICT (experiment_id, hour) DO UPDATE SET gen = gen + 1",
+    )?;
+    for (e, h) in hours {
+        mark.execute(params![e, h])?;
+    }
+    Ok(())
+}
+
 /// Recomputes the dirty buckets of one experiment (or all) in the caller's
 /// snapshot.
 pub fn recompute_dirty(conn: &Connection, experiment_id: Option<i64>) -> Result<Vec<Recomputed>> {

@@ -2,6 +2,7 @@
 //! order and are merged by trace id), reads, tags and deletion.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
@@ -340,13 +341,18 @@ pub fn ingest_prepared(
     experiment_exists(conn, experiment_id)?;
     let now = now_ms();
     let mut out = IngestOutcome::default();
+    let mut inserted = Vec::new();
     for t in &batch.traces {
         match find_trace_row(conn, &t.trace_id)? {
-            None => insert_new_trace(conn, experiment_id, t, now, &mut out)?,
+            None => {
+                let request_time = insert_new_trace(conn, experiment_id, t, now, &mut out)?;
+                inserted.push((experiment_id, request_time));
+            }
             Some(row) => merge_into_trace(conn, &row, t, now, &mut out)?,
         }
         out.traces += 1;
     }
+    super::stats::mark_inserted(conn, &inserted)?;
     Ok(out)
 }
 
@@ -394,7 +400,7 @@ fn insert_new_trace(
     t: &TraceRows,
     now: i64,
     out: &mut IngestOutcome,
-) -> Result<()> {
+) -> Result<i64> {
     let tokens = aggregate_tokens(t.spans.iter().map(|s| {
         (
             &s.span_id[..],
@@ -411,6 +417,7 @@ fn insert_new_trace(
     };
     let (session, user) = (pick(tag_keys::SESSION), pick(tag_keys::USER));
     let root = t.root.as_ref();
+    let request_time = root.map(|r| r.start_ms).unwrap_or(t.min_start_ms);
     conn.prepare_cached(
         "INSERT INTO traces (trace_id, experiment_id, request_time, execution_time, state, name,
              request_preview, response_preview, session_id, user_id, input_tokens, output_tokens,
@@ -420,7 +427,7 @@ fn insert_new_trace(
     .execute(params![
         t.trace_id,
         experiment_id,
-        root.map(|r| r.start_ms).unwrap_or(t.min_start_ms),
+        request_time,
         root.and_then(|r| r.execution_ms),
         root.map(|r| r.state)
             .unwrap_or(TraceState::InProgress)
@@ -468,7 +475,7 @@ fn insert_new_trace(
     if root.is_some() {
         out.completed_traces.push(id);
     }
-    Ok(())
+    Ok(request_time)
 }
 
 /// More spans for a trace that already has a row (an earlier upload, or
@@ -727,7 +734,9 @@ pub fn upsert_trace_info_row(conn: &Connection, up: &TraceUpsert) -> Result<i64>
                 name,
                 now
             ])?;
-            conn.last_insert_rowid()
+            let id = conn.last_insert_rowid();
+            super::stats::mark_inserted(conn, &[(info.experiment_id, info.request_time_ms)])?;
+            id
         }
     };
     if let Some(t) = tokens {
@@ -946,16 +955,23 @@ impl Store {
         batch: PreparedBatch,
     ) -> Result<IngestOutcome> {
         let hooks = self.hooks();
-        self.write(move |c| {
-            let out = ingest_prepared(c, experiment_id, &batch)?;
-            let written = super::TracesWritten {
-                touched: out.touched_traces.clone(),
-                completed: out.completed_traces.clone(),
-            };
-            run_hooks(c, &hooks, &written)?;
-            Ok(out)
-        })
-        .await
+        // The caller keeps a reference so that the batch (thousands of
+        // strings) is freed here, not on the writer thread.
+        let batch = Arc::new(batch);
+        let keep = batch.clone();
+        let out = self
+            .write(move |c| {
+                let out = ingest_prepared(c, experiment_id, &batch)?;
+                let written = super::TracesWritten {
+                    touched: out.touched_traces.clone(),
+                    completed: out.completed_traces.clone(),
+                };
+                run_hooks(c, &hooks, &written)?;
+                Ok(out)
+            })
+            .await;
+        drop(keep);
+        out
     }
 
     /// Stores client-sent trace info (and any assessments sent with it) and
