@@ -13,6 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    purge_freed_memory_soon();
     let cli = tracebox::cli::Cli::parse();
     let format = cli.log_format.into();
     tracebox::logging::init(format);
@@ -23,6 +24,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// mimalloc (v3) returns freed memory to the system only a second after it
+/// is freed, and only when the allocator runs again: after a burst of
+/// ingestion an idle server kept ~170 MiB where 10 ms gives back all but
+/// ~110 MiB, at no measurable cost in throughput. Done first, before any
+/// other thread exists (mimalloc's option setter is not thread safe).
+fn purge_freed_memory_soon() {
+    /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (the bindings
+    /// do not name it; the version is pinned in Cargo.lock).
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: only changes an allocator tuning option; no thread other than
+    // this one exists yet.
+    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 10) };
 }
 
 /// glibc gives each thread that allocates its own malloc arena (up to 8 per
