@@ -190,14 +190,17 @@ impl Store {
         }
         let writer = Writer::start(conn, &path, &opts)?;
         let readers = ReadPool::new(path.clone(), opts);
-        Ok(Store {
-            inner: Arc::new(Inner {
-                path,
-                writer,
-                readers,
-                hooks: parking_lot::RwLock::new(Vec::new()),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            path,
+            writer,
+            readers,
+            hooks: parking_lot::RwLock::new(Vec::new()),
+        });
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("tracebox-idle".into())
+            .spawn(move || idle_trimmer(weak))?;
+        Ok(Store { inner })
     }
 
     pub fn path(&self) -> &Path {
@@ -270,6 +273,38 @@ impl Store {
     /// Number of jobs waiting for the writer (a gauge for /metrics).
     pub fn write_queue_depth(&self) -> usize {
         self.inner.writer.queue_depth()
+    }
+}
+
+/// How long without reads or commits before idle memory is given back.
+const IDLE_AFTER: Duration = Duration::from_secs(2);
+
+/// Gives memory back once the store has been idle for `IDLE_AFTER`: the
+/// idle read connections' page caches (up to 16 MB each, refilled cheaply
+/// from the OS page cache) and what glibc's malloc, which SQLite uses,
+/// keeps of freed memory. An appliance that sat through a burst of queries
+/// should not hold their peak for good. Stops when the store is dropped.
+fn idle_trimmer(inner: std::sync::Weak<Inner>) {
+    let mut seen = (u64::MAX, u64::MAX);
+    let mut quiet_since = std::time::Instant::now();
+    let mut trimmed = true;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let Some(inner) = inner.upgrade() else { return };
+        let now = (inner.readers.uses(), *inner.writer.commits().borrow());
+        if now != seen {
+            seen = now;
+            quiet_since = std::time::Instant::now();
+            trimmed = false;
+        } else if !trimmed && quiet_since.elapsed() >= IDLE_AFTER {
+            inner.readers.release_idle_memory();
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            // SAFETY: malloc_trim only returns free memory to the system.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+            trimmed = true;
+        }
     }
 }
 

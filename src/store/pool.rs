@@ -5,6 +5,7 @@
 //! across a query) rather than an async mutex: callers are blocking threads.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
@@ -18,6 +19,8 @@ pub(super) struct ReadPool {
     path: PathBuf,
     opts: StoreOptions,
     idle: Mutex<Vec<Connection>>,
+    /// Reads started so far; the idle trimmer watches it.
+    uses: AtomicU64,
 }
 
 impl ReadPool {
@@ -26,10 +29,24 @@ impl ReadPool {
             path,
             opts,
             idle: Mutex::new(Vec::new()),
+            uses: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn uses(&self) -> u64 {
+        self.uses.load(Ordering::Relaxed)
+    }
+
+    /// Frees the page caches of the idle connections (they refill from the
+    /// OS page cache on the next reads).
+    pub(super) fn release_idle_memory(&self) {
+        for conn in self.idle.lock().iter() {
+            let _ = conn.release_memory();
         }
     }
 
     pub(super) fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.uses.fetch_add(1, Ordering::Relaxed);
         let conn = match self.idle.lock().pop() {
             Some(c) => c,
             None => self.open()?,
