@@ -35,6 +35,11 @@ fn purge_freed_memory_soon() {
     /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (the bindings
     /// do not name it; the version is pinned in Cargo.lock).
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // `MIMALLOC_PURGE_DELAY` in the environment wins, as mimalloc's own
+    // settings do.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // SAFETY: only changes an allocator tuning option; no thread other than
     // this one exists yet.
     unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 10) };
