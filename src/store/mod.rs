@@ -1,8 +1,9 @@
 //! SQLite persistence: the source of truth for everything tracebox knows.
 //!
 //! One writer thread owns the only write connection and commits jobs in
-//! groups (many uploads share one transaction and one WAL sync, each inside its
-//! own savepoint so one bad job does not sink its neighbours). A job's future
+//! groups (many uploads share one transaction and one WAL sync; a job that
+//! fails is undone by rolling back and re-running its neighbours, so one bad
+//! job does not sink them: see `writer::run_batch`). A job's future
 //! resolves only after its transaction committed: an HTTP 200 built on it means
 //! the data is durable. Reads run on a small pool of connections on blocking
 //! threads, so the async executor never waits on SQLite.
@@ -280,7 +281,7 @@ impl Store {
 const IDLE_AFTER: Duration = Duration::from_secs(2);
 
 /// Gives memory back once the store has been idle for `IDLE_AFTER`: the
-/// idle read connections' page caches (up to 16 MB each, refilled cheaply
+/// idle read connections' page caches (up to 8 MB each, refilled cheaply
 /// from the OS page cache) and what glibc's malloc, which SQLite uses,
 /// keeps of freed memory. An appliance that sat through a burst of queries
 /// should not hold their peak for good. Stops when the store is dropped.
