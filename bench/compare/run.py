@@ -350,6 +350,9 @@ class Bench:
                 db = self.db_counts(system, srv, exp)
                 if db and db.get("complete") is not None and db["complete"] != size:
                     self.results["checks"].append(f"{system}: {db['complete']} complete traces of {size} loaded")
+                # "At rest" means after the server finished the work the
+                # load left it (index catch-up, checkpoints), for both systems.
+                servers.wait_idle(srv.proc.pid, cap=120)
                 time.sleep(self.a.settle)
                 procs, rss, pss = srv.memory()
                 cost[f"disk_{size}"] = srv.disk()

@@ -644,7 +644,10 @@ pub fn generate(store: &Store, exp: i64, from: usize, n: usize, seed: u64) -> an
                     spans,
                     hints: HashMap::new(),
                 };
-                (TraceUpsert { info }, PreparedBatch::new(batch))
+                (
+                    TraceUpsert { info },
+                    PreparedBatch::new(batch, store.codec()),
+                )
             })
             .collect();
         store.write_blocking(move |c| {
@@ -654,6 +657,7 @@ pub fn generate(store: &Store, exp: i64, from: usize, n: usize, seed: u64) -> an
             }
             Ok(())
         })?;
+        store.train_payload_dictionary_if_due();
         bar.inc(k as u64);
     }
     bar.finish_and_clear();

@@ -27,6 +27,10 @@ use crate::index::{HitSet, Key, SearchIndex, TextClause, TextQuery};
 
 /// Hit sets up to this size go to SQLite as a list, larger ones as a bitmap.
 const LIST_MAX: usize = 4096;
+/// Longest metadata value in the partial (key, value) index (migration
+/// 0010): an equality test on a literal this short adds the index's
+/// condition so that SQLite may use it.
+const KV_INDEXED: usize = 128;
 /// Bounds of the drive-or-walk threshold.
 const DRIVE_MIN: i64 = 1_000;
 const DRIVE_MAX: i64 = 50_000;
@@ -181,8 +185,9 @@ impl Builder<'_, '_> {
             _ => {
                 let mut cond = format!(" AND {}", self.str_test("kv.value", t));
                 // The metadata (key, value) index only covers short values.
-                if table == "trace_metadata" && t.op == StrOp::Eq && t.values[0].len() <= 256 {
-                    cond.push_str(" AND length(kv.value) <= 256");
+                if table == "trace_metadata" && t.op == StrOp::Eq && t.values[0].len() <= KV_INDEXED
+                {
+                    cond.push_str(&format!(" AND length(kv.value) <= {KV_INDEXED}"));
                 }
                 exists(cond)
             }
@@ -379,8 +384,9 @@ impl Builder<'_, '_> {
                 }
                 SpanField::Attribute(name) => match name.as_str() {
                     "mlflow.spanType" => "s.span_type".to_string(),
-                    "mlflow.spanInputs" => "s.inputs".to_string(),
-                    "mlflow.spanOutputs" => "s.outputs".to_string(),
+                    // Payloads may be stored compressed (store::payload).
+                    "mlflow.spanInputs" => "tb_text(s.inputs)".to_string(),
+                    "mlflow.spanOutputs" => "tb_text(s.outputs)".to_string(),
                     other => {
                         let path = self.bind(format!("$.\"{}\"", other.replace('"', "\\\"")));
                         let name = self.bind(other.to_string());
@@ -397,8 +403,8 @@ impl Builder<'_, '_> {
                         format!(
                             "(CASE WHEN s.inputs_attr = {name} THEN {} \
                              WHEN s.outputs_attr = {name} THEN {} ELSE {} END)",
-                            value("s.inputs", "'$'"),
-                            value("s.outputs", "'$'"),
+                            value("tb_text(s.inputs)", "'$'"),
+                            value("tb_text(s.outputs)", "'$'"),
                             value("s.attributes", &path)
                         )
                     }
@@ -481,9 +487,9 @@ impl Builder<'_, '_> {
     /// Counts up to `cap` rows of a (key, value) pair through its index.
     fn probe_kv(&self, table: &str, key: &str, value: &str, cap: i64) -> Result<i64, QueryError> {
         let extra = if table == "trace_metadata" {
-            " AND length(value) <= 256"
+            format!(" AND length(value) <= {KV_INDEXED}")
         } else {
-            ""
+            String::new()
         };
         let sql = format!(
             "SELECT count(*) FROM (SELECT 1 FROM {table} WHERE key = ?1 AND value = ?2{extra} LIMIT ?3)"
@@ -639,11 +645,11 @@ pub(super) fn build(
                     ("trace_tags", key.as_str(), test.values[0].as_str())
                 }
                 Cond::Pred(Pred::Meta { key, test })
-                    if test.op == StrOp::Eq && test.values[0].len() <= 256 =>
+                    if test.op == StrOp::Eq && test.values[0].len() <= KV_INDEXED =>
                 {
                     ("trace_metadata", key.as_str(), test.values[0].as_str())
                 }
-                Cond::Pred(Pred::RunId(v)) if v.len() <= 256 => {
+                Cond::Pred(Pred::RunId(v)) if v.len() <= KV_INDEXED => {
                     ("trace_metadata", "mlflow.sourceRun", v.as_str())
                 }
                 _ => continue,
@@ -762,9 +768,9 @@ pub(super) fn build(
         Some(Driver::Kv { table, key, value }) => {
             let k = b.bind(key);
             let extra = if table == "trace_metadata" {
-                " AND length(value) <= 256"
+                format!(" AND length(value) <= {KV_INDEXED}")
             } else {
-                ""
+                String::new()
             };
             let v = b.bind(value);
             format!(
@@ -917,13 +923,13 @@ mod tests {
         assert!(
             s.text.contains(
                 "FROM (SELECT trace AS id FROM trace_metadata WHERE key = ?3 AND value = ?4 \
-                 AND length(value) <= 256) d CROSS JOIN traces t WHERE t.id = d.id"
+                 AND length(value) <= 128) d CROSS JOIN traces t WHERE t.id = d.id"
             ),
             "{}",
             s.text
         );
         let s = sql("metadata.m = 'v' OR metadata.m = 'w'", &[]);
-        assert!(s.text.contains("AND length(kv.value) <= 256"), "{}", s.text);
+        assert!(s.text.contains("AND length(kv.value) <= 128"), "{}", s.text);
         let s = sql("tags.`mlflow.trace.user` = 'u1'", &[]);
         assert!(s.text.contains("t.user_id = ?5 AND EXISTS"), "{}", s.text);
         // Span tests ANDed at one level share one EXISTS (the same span) ...

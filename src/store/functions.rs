@@ -1,13 +1,17 @@
 //! SQL functions registered on every connection: `regexp` for MLflow's
-//! RLIKE and `tb_bit` for membership in a bitmap passed as a blob (how the
-//! query planner hands large full-text hit sets to SQLite).
+//! RLIKE, `tb_bit` for membership in a bitmap passed as a blob (how the
+//! query planner hands large full-text hit sets to SQLite) and `tb_text`,
+//! the text of a span payload column (see `payload`).
+
+use std::sync::Arc;
 
 use rusqlite::Connection;
 use rusqlite::functions::FunctionFlags;
 
 use super::Result;
+use super::payload::Codec;
 
-pub(super) fn register(conn: &Connection) -> Result<()> {
+pub(super) fn register(conn: &Connection, codec: &Arc<Codec>) -> Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
     // regexp(pattern, text): unanchored search, as Python's re.search in
     // MLflow. NULL text is false. The compiled pattern is cached per
@@ -45,6 +49,13 @@ pub(super) fn register(conn: &Connection) -> Result<()> {
             }
             _ => Ok(false),
         }
+    })?;
+    // tb_text(payload): TEXT as stored, a compressed blob decompressed.
+    let codec = codec.clone();
+    conn.create_scalar_function("tb_text", 1, flags, move |ctx| {
+        codec
+            .unpack(ctx.get_raw(0))
+            .map_err(|e| rusqlite::Error::UserFunctionError(e.into()))
     })?;
     Ok(())
 }

@@ -29,8 +29,8 @@ pub struct SpanText {
     pub status_message: Option<String>,
 }
 
-const COLUMNS: &str =
-    "s.id, s.trace, s.span_id, s.name, s.inputs, s.outputs, s.events, s.status_message";
+const COLUMNS: &str = "s.id, s.trace, s.span_id, s.name, tb_text(s.inputs), tb_text(s.outputs), tb_text(s.events), \
+     s.status_message";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SpanText> {
     let span_id: Vec<u8> = r.get(2)?;

@@ -161,8 +161,15 @@ pub fn spans_after(conn: &Connection, after: i64, limit: usize) -> Result<Vec<St
 /// WAL stays as it is, bounded by `journal_size_limit`) if readers keep it
 /// busy. Returns whether the WAL was fully checkpointed.
 pub fn checkpoint_truncate(db: &Path) -> Result<bool> {
+    checkpoint_truncate_within(db, Duration::from_secs(2))
+}
+
+/// [`checkpoint_truncate`], waiting at most `wait` for readers and the
+/// writer (the writer waits for it in turn, so callers on an idle store
+/// keep this short).
+pub(super) fn checkpoint_truncate_within(db: &Path, wait: Duration) -> Result<bool> {
     let conn = Connection::open(db)?;
-    conn.busy_timeout(Duration::from_secs(2))?;
+    conn.busy_timeout(wait)?;
     let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
     Ok(busy == 0)
 }

@@ -19,6 +19,7 @@ pub mod judge_queue;
 pub mod judge_stats;
 pub mod maintenance;
 mod migrate;
+pub mod payload;
 mod pool;
 mod rows;
 pub mod scorers;
@@ -152,6 +153,9 @@ struct Inner {
     path: PathBuf,
     writer: Writer,
     readers: ReadPool,
+    /// Compresses span payloads; the SQL function `tb_text` of every
+    /// connection decompresses with it.
+    codec: Arc<payload::Codec>,
     /// Registered once at start-up, read on every ingestion job; an RwLock
     /// because writes are rare and reads must not contend.
     hooks: parking_lot::RwLock<Vec<TraceHook>>,
@@ -184,17 +188,20 @@ impl Store {
             )));
         }
         migrate::apply(&mut conn, &path)?;
+        let codec = Arc::new(payload::Codec::load(&conn)?);
+        functions::register(&conn, &codec)?;
         if let Some(pages) = opts.max_page_count {
             let _: i64 = conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
                 r.get(0)
             })?;
         }
         let writer = Writer::start(conn, &path, &opts)?;
-        let readers = ReadPool::new(path.clone(), opts);
+        let readers = ReadPool::new(path.clone(), opts, codec.clone());
         let inner = Arc::new(Inner {
             path,
             writer,
             readers,
+            codec,
             hooks: parking_lot::RwLock::new(Vec::new()),
         });
         let weak = Arc::downgrade(&inner);
@@ -206,6 +213,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The span payload codec, for preparing uploads ([`PreparedBatch::new`]).
+    pub fn codec(&self) -> &payload::Codec {
+        &self.inner.codec
     }
 
     /// Registers a hook run after every ingestion job (see [`TraceHook`]).
@@ -280,11 +292,13 @@ impl Store {
 /// How long without reads or commits before idle memory is given back.
 const IDLE_AFTER: Duration = Duration::from_secs(2);
 
-/// Gives memory back once the store has been idle for `IDLE_AFTER`: the
-/// idle read connections' page caches (up to 8 MB each, refilled cheaply
-/// from the OS page cache) and what glibc's malloc, which SQLite uses,
-/// keeps of freed memory. An appliance that sat through a burst of queries
-/// should not hold their peak for good. Stops when the store is dropped.
+/// Gives memory and disk back once the store has been idle for
+/// `IDLE_AFTER`: the idle read connections' page caches (up to 8 MB each,
+/// refilled cheaply from the OS page cache), what glibc's malloc, which
+/// SQLite uses, keeps of freed memory, and the WAL file (up to ~130 MB
+/// after a burst of uploads; copied into the database and truncated). An
+/// appliance that sat through a burst should not hold its peak for good.
+/// Stops when the store is dropped.
 fn idle_trimmer(inner: std::sync::Weak<Inner>) {
     let mut seen = (u64::MAX, u64::MAX);
     let mut quiet_since = std::time::Instant::now();
@@ -304,12 +318,21 @@ fn idle_trimmer(inner: std::sync::Weak<Inner>) {
             unsafe {
                 libc::malloc_trim(0);
             }
+            let wal = inner.path.with_extension("db-wal");
+            if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                // Short wait: an upload arriving now waits for this.
+                let wait = Duration::from_millis(100);
+                if let Err(e) = maintenance::checkpoint_truncate_within(&inner.path, wait) {
+                    tracing::debug!(error = %e, "idle WAL truncation skipped");
+                }
+            }
             trimmed = true;
         }
     }
 }
 
-/// Opens a connection with the pragmas every connection needs.
+/// Opens a connection with the pragmas every connection needs (the caller
+/// registers the SQL functions, see `functions::register`).
 ///
 /// `journal_size_limit` makes SQLite cut the WAL back to 64 MiB whenever a
 /// checkpoint lets it restart, so a burst of writes (or a retention pass)
@@ -333,6 +356,5 @@ pub(crate) fn open_connection(path: &Path, opts: &StoreOptions) -> Result<Connec
             "NORMAL"
         }
     ))?;
-    functions::register(&conn)?;
     Ok(conn)
 }

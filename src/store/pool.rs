@@ -5,11 +5,13 @@
 //! across a query) rather than an async mutex: callers are blocking threads.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
 
+use super::payload::Codec;
 use super::{Result, StoreOptions};
 
 /// Idle connections kept for reuse; more are opened on demand under load.
@@ -18,16 +20,18 @@ const MAX_IDLE: usize = 8;
 pub(super) struct ReadPool {
     path: PathBuf,
     opts: StoreOptions,
+    codec: Arc<Codec>,
     idle: Mutex<Vec<Connection>>,
     /// Reads started so far; the idle trimmer watches it.
     uses: AtomicU64,
 }
 
 impl ReadPool {
-    pub(super) fn new(path: PathBuf, opts: StoreOptions) -> Self {
+    pub(super) fn new(path: PathBuf, opts: StoreOptions, codec: Arc<Codec>) -> Self {
         Self {
             path,
             opts,
+            codec,
             idle: Mutex::new(Vec::new()),
             uses: AtomicU64::new(0),
         }
@@ -61,6 +65,7 @@ impl ReadPool {
 
     fn open(&self) -> Result<Connection> {
         let conn = super::open_connection(&self.path, &self.opts)?;
+        super::functions::register(&conn, &self.codec)?;
         // Read connections must never write: a bug here should fail loudly.
         // 8 MB of page cache each (not the 16 of the writer): up to eight
         // readers run at once under a query burst, and a page they miss is

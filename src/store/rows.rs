@@ -151,10 +151,11 @@ pub(super) fn assessment_error_json(e: &AssessmentError) -> String {
     Value::Object(m).to_string()
 }
 
-/// Columns of `spans` read by [`span_from_row`], in order.
+/// Columns of `spans` read by [`span_from_row`], in order (payloads through
+/// `tb_text`, which decompresses them: see `payload`).
 pub(super) const SPAN_COLUMNS: &str = "s.span_id, s.parent_span_id, s.name, s.span_type, s.kind, \
-     s.status_code, s.status_message, s.start_ns, s.end_ns, s.inputs, s.outputs, s.attributes, \
-     s.events, s.model, s.input_tokens, s.output_tokens, s.total_tokens, s.inputs_attr, \
+     s.status_code, s.status_message, s.start_ns, s.end_ns, tb_text(s.inputs), \
+     tb_text(s.outputs), s.attributes, tb_text(s.events), s.model, s.input_tokens, s.output_tokens, s.total_tokens, s.inputs_attr, \
      s.outputs_attr";
 
 pub(super) fn span_from_row(r: &Row<'_>, trace_id: OtelTraceId) -> Result<Span> {

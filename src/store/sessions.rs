@@ -832,15 +832,15 @@ pub fn session_turns(
     let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
     let infos = super::traces::load_trace_infos(conn, &ids)?;
     let mut root = conn.prepare_cached(
-        "SELECT inputs, outputs FROM spans WHERE trace = ?1 AND parent_span_id IS NULL
+        "SELECT tb_text(inputs), tb_text(outputs) FROM spans WHERE trace = ?1 AND parent_span_id IS NULL
          ORDER BY start_ns LIMIT 1",
     )?;
     let mut llm_first = conn.prepare_cached(
-        "SELECT inputs FROM spans WHERE trace = ?1 AND span_type IN ('LLM', 'CHAT_MODEL')
+        "SELECT tb_text(inputs) FROM spans WHERE trace = ?1 AND span_type IN ('LLM', 'CHAT_MODEL')
          ORDER BY start_ns, id LIMIT 1",
     )?;
     let mut llm_last = conn.prepare_cached(
-        "SELECT outputs FROM spans WHERE trace = ?1 AND span_type IN ('LLM', 'CHAT_MODEL')
+        "SELECT tb_text(outputs) FROM spans WHERE trace = ?1 AND span_type IN ('LLM', 'CHAT_MODEL')
          ORDER BY start_ns DESC, id DESC LIMIT 1",
     )?;
     let mut turns = Vec::with_capacity(infos.len());

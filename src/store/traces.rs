@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
+use super::payload::{Codec, Payload};
 use super::rows::{
     self, SPAN_COLUMNS, TRACE_COLUMNS, events_to_json, span_from_row, trace_info_from_row,
 };
@@ -157,14 +158,14 @@ struct SpanRow {
     status_message: Option<String>,
     start_ns: i64,
     end_ns: Option<i64>,
-    inputs: Option<String>,
-    outputs: Option<String>,
+    inputs: Option<Payload>,
+    outputs: Option<Payload>,
     attributes: String,
     /// The attribute `inputs` / `outputs` came from, left out of
     /// `attributes` (see migration 0006).
     inputs_attr: Option<String>,
     outputs_attr: Option<String>,
-    events: Option<String>,
+    events: Option<Payload>,
     model: Option<String>,
     tokens: TokenUsage,
 }
@@ -239,14 +240,15 @@ struct TraceRows {
 
 /// Spans grouped by trace and encoded for storage, ready for
 /// [`Store::ingest_prepared`]. Building one is CPU work (JSON encoding,
-/// previews) that callers should do off the async executor.
+/// previews, compression) that callers should do off the async executor
+/// and off the writer thread.
 #[derive(Debug, Clone, Default)]
 pub struct PreparedBatch {
     traces: Vec<TraceRows>,
 }
 
 impl PreparedBatch {
-    pub fn new(batch: SpanBatch) -> PreparedBatch {
+    pub fn new(batch: SpanBatch, codec: &Codec) -> PreparedBatch {
         let SpanBatch { spans, mut hints } = batch;
         let mut index: HashMap<OtelTraceId, usize> = HashMap::new();
         let mut traces: Vec<TraceRows> = Vec::new();
@@ -290,16 +292,17 @@ impl PreparedBatch {
                     response_preview: s.outputs.as_ref().map(|v| preview_of(v, outputs.as_ref())),
                 });
             }
+            let pack = |text: Option<String>| text.map(|t| codec.pack(t));
             t.spans.push(SpanRow {
                 span_id: s.span_id.0,
                 parent_span_id: s.parent_span_id.map(|p| p.0),
                 status_message: (!s.status_message.is_empty()).then_some(s.status_message),
-                inputs,
-                outputs,
+                inputs: pack(inputs),
+                outputs: pack(outputs),
                 attributes,
                 inputs_attr,
                 outputs_attr,
-                events: events_to_json(&s.events),
+                events: pack(events_to_json(&s.events)),
                 name: s.name,
                 span_type: s.span_type,
                 kind: s.kind,
@@ -326,10 +329,11 @@ impl PreparedBatch {
 /// Stores spans, creating provisional traces for ids not seen before.
 pub fn ingest_spans(
     conn: &Connection,
+    codec: &Codec,
     experiment_id: i64,
     batch: SpanBatch,
 ) -> Result<IngestOutcome> {
-    ingest_prepared(conn, experiment_id, &PreparedBatch::new(batch))
+    ingest_prepared(conn, experiment_id, &PreparedBatch::new(batch, codec))
 }
 
 /// Stores prepared spans, creating traces for ids not seen before.
@@ -944,7 +948,7 @@ impl Store {
         experiment_id: i64,
         batch: SpanBatch,
     ) -> Result<IngestOutcome> {
-        self.ingest_prepared(experiment_id, PreparedBatch::new(batch))
+        self.ingest_prepared(experiment_id, PreparedBatch::new(batch, self.codec()))
             .await
     }
 
@@ -971,6 +975,7 @@ impl Store {
             })
             .await;
         drop(keep);
+        self.train_payload_dictionary_if_due();
         out
     }
 
@@ -1078,6 +1083,7 @@ mod tests {
         let path = dir.path().join("t.db");
         let mut conn = Connection::open(&path).unwrap();
         super::super::migrate::apply(&mut conn, &path).unwrap();
+        super::super::functions::register(&conn, &Arc::new(Codec::default())).unwrap();
         (dir, conn)
     }
 
@@ -1095,7 +1101,7 @@ mod tests {
                 "other": "x",
             }),
         )]);
-        ingest_spans(&conn, 0, batch).unwrap();
+        ingest_spans(&conn, &Codec::default(), 0, batch).unwrap();
         let (attrs, inputs_attr, outputs_attr): (String, Option<String>, Option<String>) = conn
             .query_row(
                 "SELECT attributes, inputs_attr, outputs_attr FROM spans",
@@ -1152,11 +1158,12 @@ mod tests {
         let mut batch_spans = spans();
         // A span repeated within one upload is stored once.
         batch_spans.push(raw(2, Some(1), json!({})));
-        let out = ingest_spans(&one, 0, SpanBatch::from_raw(batch_spans)).unwrap();
+        let out =
+            ingest_spans(&one, &Codec::default(), 0, SpanBatch::from_raw(batch_spans)).unwrap();
         assert_eq!(out.spans_inserted, 4);
         let (_d2, many) = open();
         for s in spans() {
-            ingest_spans(&many, 0, SpanBatch::from_raw([s])).unwrap();
+            ingest_spans(&many, &Codec::default(), 0, SpanBatch::from_raw([s])).unwrap();
         }
         let a = get_trace_info(&one, &id).unwrap();
         let b = get_trace_info(&many, &id).unwrap();

@@ -43,7 +43,7 @@ fn span_summaries(conn: &Connection, trace: i64) -> Result<(Vec<SpanSummary>, bo
     let mut stmt = conn.prepare_cached(
         "SELECT s.span_id, s.parent_span_id, s.name, s.span_type, s.status_code, s.start_ns,
              s.end_ns, s.model, s.input_tokens, s.output_tokens, s.total_tokens,
-             s.events IS NOT NULL AND instr(s.events, '\"exception\"') > 0
+             s.events IS NOT NULL AND instr(tb_text(s.events), '\"exception\"') > 0
          FROM spans s WHERE s.trace = ?1 ORDER BY s.start_ns, s.id LIMIT ?2",
     )?;
     let mut q = stmt.query(params![trace, MAX_TREE_SPANS as i64 + 1])?;

@@ -58,7 +58,8 @@ impl TraceService for Service {
             let limits = app.config.limits.clone();
             let req = request.into_inner();
             app.metrics.record_bytes(prost::Message::encoded_len(&req));
-            let prepared = blocking(move || prepare(req, &limits)).await?;
+            let store = app.store.clone();
+            let prepared = blocking(move || prepare(req, &limits, store.codec())).await?;
             store_prepared(app, experiment_id, prepared).await
         }
         .await;

@@ -39,6 +39,7 @@ use crate::config::Limits;
 use crate::domain::semconv::{self, RawSpan, TraceHints};
 use crate::domain::{OtelSpanId, OtelTraceId, SpanBatch, SpanEvent, SpanStatusCode};
 use crate::store::PreparedBatch;
+use crate::store::payload::Codec;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/traces", post(export))
@@ -178,11 +179,12 @@ async fn ingest(
     let limits = app.config.limits.clone();
     let headers = headers.clone();
     let metrics = app.metrics.clone();
+    let store = app.store.clone();
     let prepared = blocking(move || {
         let body = decompress(&headers, body, limit)?;
         metrics.record_bytes(body.len());
         let req = decode_request(encoding, &body)?;
-        prepare(req, &limits)
+        prepare(req, &limits, store.codec())
     })
     .await?;
     store_prepared(app, experiment_id, prepared).await
@@ -230,7 +232,11 @@ impl Rejected {
 }
 
 /// Converts a decoded request: limits, conventions, row encoding.
-pub fn prepare(req: ExportTraceServiceRequest, limits: &Limits) -> ApiResult<Prepared> {
+pub fn prepare(
+    req: ExportTraceServiceRequest,
+    limits: &Limits,
+    codec: &Codec,
+) -> ApiResult<Prepared> {
     let (raw, resources, rejected) = convert(req);
     if raw.len() > limits.max_spans_per_request {
         return Err(ApiError::too_large_count(
@@ -248,7 +254,7 @@ pub fn prepare(req: ExportTraceServiceRequest, limits: &Limits) -> ApiResult<Pre
         // Limits are checked on decoded values (JSON-in-strings undone), as
         // for MLflow uploads, before anything is encoded for the store.
         crate::api::limits::check_spans(&batch.spans, limits)?;
-        Some(PreparedBatch::new(batch))
+        Some(PreparedBatch::new(batch, codec))
     };
     Ok(Prepared { batch, rejected })
 }
