@@ -104,6 +104,16 @@ pub struct Codec {
 /// Contexts kept for reuse; more are made under load and dropped after.
 const MAX_IDLE_CONTEXTS: usize = 8;
 
+/// Returns a context to its pool; when the pool is full the oldest goes, so
+/// that reads alternating between dictionaries keep contexts for the ones
+/// in use instead of loading a dictionary on every call.
+fn keep<C>(idle: &mut Vec<(Option<u32>, C)>, dict: Option<u32>, ctx: C) {
+    if idle.len() >= MAX_IDLE_CONTEXTS {
+        idle.remove(0);
+    }
+    idle.push((dict, ctx));
+}
+
 struct Sampler {
     /// Payload bytes encoded since the last dictionary (or since start-up).
     seen: u64,
@@ -185,8 +195,8 @@ impl Codec {
     fn encoder(&self, dict: Option<u32>) -> Option<CCtx<'static>> {
         {
             let mut idle = self.encoders.lock();
-            if let Some(i) = idle.iter().position(|(d, _)| *d == dict) {
-                return Some(idle.swap_remove(i).1);
+            if let Some(i) = idle.iter().rposition(|(d, _)| *d == dict) {
+                return Some(idle.remove(i).1);
             }
         }
         let mut ctx = CCtx::try_create()?;
@@ -203,10 +213,7 @@ impl Codec {
     }
 
     fn put_encoder(&self, dict: Option<u32>, ctx: CCtx<'static>) {
-        let mut idle = self.encoders.lock();
-        if idle.len() < MAX_IDLE_CONTEXTS {
-            idle.push((dict, ctx));
-        }
+        keep(&mut self.encoders.lock(), dict, ctx);
     }
 
     /// The text of a stored payload (TEXT as is, a blob decompressed).
@@ -254,8 +261,8 @@ impl Codec {
     fn decoder(&self, dict: Option<u32>) -> Option<DCtx<'static>> {
         {
             let mut idle = self.decoders.lock();
-            if let Some(i) = idle.iter().position(|(d, _)| *d == dict) {
-                return Some(idle.swap_remove(i).1);
+            if let Some(i) = idle.iter().rposition(|(d, _)| *d == dict) {
+                return Some(idle.remove(i).1);
             }
         }
         let mut ctx = DCtx::try_create()?;
@@ -267,10 +274,7 @@ impl Codec {
     }
 
     fn put_decoder(&self, dict: Option<u32>, ctx: DCtx<'static>) {
-        let mut idle = self.decoders.lock();
-        if idle.len() < MAX_IDLE_CONTEXTS {
-            idle.push((dict, ctx));
-        }
+        keep(&mut self.decoders.lock(), dict, ctx);
     }
 
     /// Adds `text` to the training sample while one is being collected.
@@ -549,6 +553,17 @@ mod tests {
             first_after.spans[0].inputs.as_ref(),
             Some(&serde_json::from_str::<serde_json::Value>(&chat(10)).unwrap())
         );
+    }
+
+    #[test]
+    fn context_pools_keep_the_most_recent_and_stay_bounded() {
+        let mut idle = Vec::new();
+        for i in 0..20u32 {
+            keep(&mut idle, Some(i % 3), i);
+        }
+        assert_eq!(idle.len(), MAX_IDLE_CONTEXTS);
+        let kept: Vec<u32> = idle.iter().map(|(_, c)| *c).collect();
+        assert_eq!(kept, (12..20).collect::<Vec<_>>());
     }
 
     #[test]
