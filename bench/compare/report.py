@@ -529,9 +529,10 @@ with a lower bound for the ratio, and the next query waits until the server is i
 **Cost.** Start-up: process start to the first 200 from `/health` (polled every 10 ms), empty
 data directory. Memory: RSS summed over the server's whole process tree (MLflow runs a
 supervisor, 4 uvicorn workers and job runners; PSS, which splits pages shared between forked
-workers, is shown too), at rest after 3 s idle and peak sampled every 0.5 s under load. Disk: the
-data directory (database, WAL, indexes; MLflow's SQLite file and artifact directory) divided by
-the traces stored. Install: the tracebox binary vs the mlflow venv (`pip install mlflow==3.17.2`).
+workers, is shown too), at rest (empty: 3 s after start; with data: once the server has gone
+idle after loading, under 0.2 s of CPU in 2 s, and 3 s more) and peak sampled every 0.5 s under
+load. Disk: the data directory (database, WAL, indexes; MLflow's SQLite file and artifact
+directory) divided by the traces stored, at the same moment as memory at rest. Install: the tracebox binary vs the mlflow venv (`pip install mlflow==3.17.2`).
 """
 
 

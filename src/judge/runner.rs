@@ -87,7 +87,7 @@ impl Runner {
     /// Re-reads the true queue depth (the gate's count can drift when an
     /// ingestion job that queued tasks was rolled back).
     pub async fn sync_depth(&self) {
-        if let Ok(d) = self.store.read(judge_queue::open_count).await {
+        if let Ok(d) = self.store.poll_read(judge_queue::open_count).await {
             self.gate.set_depth(d);
             self.metrics.judge_queue_depth.set(d);
         }
@@ -236,7 +236,7 @@ impl Runner {
         let batch = self.cfg.batch.clone();
         let ids = match self
             .store
-            .read(move |c| judge_queue::ready_trace_tasks(c, r, batch.as_deref(), n))
+            .poll_read(move |c| judge_queue::ready_trace_tasks(c, r, batch.as_deref(), n))
             .await
         {
             Ok(ids) if !ids.is_empty() => ids,
@@ -262,7 +262,7 @@ impl Runner {
         let batch = self.cfg.batch.clone();
         let ids = match self
             .store
-            .read(move |c| judge_queue::ready_session_tasks(c, now, idle, batch.as_deref(), n))
+            .poll_read(move |c| judge_queue::ready_session_tasks(c, now, idle, batch.as_deref(), n))
             .await
         {
             Ok(ids) if !ids.is_empty() => ids,

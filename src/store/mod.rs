@@ -263,6 +263,21 @@ impl Store {
             .map_err(|e| StoreError::Invalid(format!("read task failed: {e}")))?
     }
 
+    /// [`Store::read`] for background pollers that look for due work on a
+    /// timer (the judge runner, every 250 ms): their reads do not count as
+    /// activity, or the store would never look idle and never give memory
+    /// and its WAL back (see `idle_trimmer`).
+    pub async fn poll_read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.inner.readers.with_unseen(f))
+            .await
+            .map_err(|e| StoreError::Invalid(format!("read task failed: {e}")))?
+    }
+
     /// [`Store::read`] for threads outside the async runtime.
     pub fn read_blocking<T, F>(&self, f: F) -> Result<T>
     where

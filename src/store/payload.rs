@@ -281,7 +281,10 @@ impl Codec {
     fn sample(&self, text: &[u8]) {
         let mut s = self.sampler.lock();
         s.seen += text.len() as u64;
-        if s.seen < s.start_at || s.data.len() >= SAMPLE_BYTES {
+        if s.seen < s.start_at
+            || s.data.len() >= SAMPLE_BYTES
+            || self.training.load(Ordering::Acquire)
+        {
             return;
         }
         let part = &text[..text.len().min(SAMPLE_MAX_EACH)];

@@ -51,6 +51,11 @@ impl ReadPool {
 
     pub(super) fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         self.uses.fetch_add(1, Ordering::Relaxed);
+        self.with_unseen(f)
+    }
+
+    /// [`ReadPool::with`] without counting as a use (timer-driven polls).
+    pub(super) fn with_unseen<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = match self.idle.lock().pop() {
             Some(c) => c,
             None => self.open()?,

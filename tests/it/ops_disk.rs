@@ -255,3 +255,32 @@ async fn start_up_on_a_read_only_or_full_disk_says_so() {
     );
     let _ = std::fs::remove_file(&filler);
 }
+
+/// A server that has gone quiet gives its WAL back (the background judge
+/// runner keeps polling the queue: that must not count as activity), and
+/// everything acknowledged is still there.
+#[tokio::test]
+async fn a_quiet_server_truncates_its_wal() {
+    let s = Server::start();
+    let c = s.client();
+    let acked: Vec<u64> = (100_000..100_200).collect();
+    for n in &acked {
+        let r = send(&c, *n, 8_000).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let wal = s.dir().join("tracebox.db-wal");
+    let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert!(size() > 0, "200 uploads left no WAL");
+    // Idle after 2 s without reads or commits; the index catches up first.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while size() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAL still holds {} bytes after 30 s of quiet",
+            size()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_present(&c, &acked).await;
+    integrity_ok(s.dir());
+}
