@@ -508,14 +508,20 @@ fn merge_into_trace(
         return Ok(());
     }
     out.touched_traces.push(row.id);
+    // Two statements, not one with `request_time = CASE ...`: SQLite
+    // rewrites the entries of every index on a column named in SET even when
+    // its value does not change, and six indexes of `traces` end in
+    // request_time. A span that does not move the start (most of them)
+    // then dirties only the table's page.
     conn.prepare_cached(
-        "UPDATE traces SET span_count = span_count + ?2,
-             request_time = CASE WHEN has_root = 0 AND info_finalized = 0 AND ?3 < request_time
-                                 THEN ?3 ELSE request_time END,
-             last_update = ?4
-         WHERE id = ?1",
+        "UPDATE traces SET span_count = span_count + ?2, last_update = ?3 WHERE id = ?1",
     )?
-    .execute(params![row.id, inserted, t.min_start_ms, now])?;
+    .execute(params![row.id, inserted, now])?;
+    conn.prepare_cached(
+        "UPDATE traces SET request_time = ?2
+         WHERE id = ?1 AND has_root = 0 AND info_finalized = 0 AND ?2 < request_time",
+    )?
+    .execute(params![row.id, t.min_start_ms])?;
     if any_tokens && !row.tokens_from_info {
         recompute_tokens(conn, row.id)?;
     }
@@ -1122,6 +1128,36 @@ mod tests {
         assert_eq!(s.attributes["input.value"], input);
         assert_eq!(s.attributes["output.value"], s.outputs.clone().unwrap());
         assert_eq!(s.attributes["other"], json!("x"));
+    }
+
+    #[test]
+    fn a_span_that_started_earlier_moves_an_unfinished_traces_start_and_later_ones_do_not() {
+        let (_dir, conn) = open();
+        let codec = Codec::default();
+        let id = TraceId::from_otel(OtelTraceId([9; 16])).into_string();
+        let at = |span: u8, start_ms: i64| {
+            let mut s = raw(span, Some(1), json!({}));
+            s.start_ns = start_ms * 1_000_000;
+            SpanBatch::from_raw([s])
+        };
+        let start = |conn: &Connection| get_trace_info(conn, &id).unwrap().request_time_ms;
+        ingest_spans(&conn, &codec, 0, at(2, 5_000)).unwrap();
+        assert_eq!(start(&conn), 5_000);
+        ingest_spans(&conn, &codec, 0, at(3, 7_000)).unwrap();
+        assert_eq!(start(&conn), 5_000);
+        ingest_spans(&conn, &codec, 0, at(4, 4_000)).unwrap();
+        assert_eq!(start(&conn), 4_000);
+        // The root decides once it is there.
+        let mut root = raw(1, None, json!({}));
+        root.start_ns = 4_500 * 1_000_000;
+        ingest_spans(&conn, &codec, 0, SpanBatch::from_raw([root])).unwrap();
+        assert_eq!(start(&conn), 4_500);
+        ingest_spans(&conn, &codec, 0, at(5, 1_000)).unwrap();
+        assert_eq!(start(&conn), 4_500);
+        let spans: i64 = conn
+            .query_row("SELECT span_count FROM traces", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(spans, 5);
     }
 
     #[test]
