@@ -104,6 +104,12 @@ pub struct Codec {
 /// Contexts kept for reuse; more are made under load and dropped after.
 const MAX_IDLE_CONTEXTS: usize = 8;
 
+/// An idle context that has `dict` loaded, the most recently returned first.
+fn take<C>(idle: &mut Vec<(Option<u32>, C)>, dict: Option<u32>) -> Option<C> {
+    let i = idle.iter().rposition(|(d, _)| *d == dict)?;
+    Some(idle.remove(i).1)
+}
+
 /// Returns a context to its pool; when the pool is full the oldest goes, so
 /// that reads alternating between dictionaries keep contexts for the ones
 /// in use instead of loading a dictionary on every call.
@@ -193,11 +199,9 @@ impl Codec {
     }
 
     fn encoder(&self, dict: Option<u32>) -> Option<CCtx<'static>> {
-        {
-            let mut idle = self.encoders.lock();
-            if let Some(i) = idle.iter().rposition(|(d, _)| *d == dict) {
-                return Some(idle.remove(i).1);
-            }
+        let pooled = take(&mut self.encoders.lock(), dict);
+        if pooled.is_some() {
+            return pooled;
         }
         let mut ctx = CCtx::try_create()?;
         ctx.set_parameter(CParameter::CompressionLevel(LEVEL))
@@ -206,8 +210,7 @@ impl Codec {
         ctx.set_parameter(CParameter::DictIdFlag(false)).ok()?;
         ctx.set_parameter(CParameter::ChecksumFlag(false)).ok()?;
         if let Some(id) = dict {
-            let bytes = self.dicts.read().get(&id).cloned()?;
-            ctx.load_dictionary(&bytes).ok()?;
+            ctx.load_dictionary(&self.dictionary(id)?).ok()?;
         }
         Some(ctx)
     }
@@ -259,18 +262,19 @@ impl Codec {
     }
 
     fn decoder(&self, dict: Option<u32>) -> Option<DCtx<'static>> {
-        {
-            let mut idle = self.decoders.lock();
-            if let Some(i) = idle.iter().rposition(|(d, _)| *d == dict) {
-                return Some(idle.remove(i).1);
-            }
+        let pooled = take(&mut self.decoders.lock(), dict);
+        if pooled.is_some() {
+            return pooled;
         }
         let mut ctx = DCtx::try_create()?;
         if let Some(id) = dict {
-            let bytes = self.dicts.read().get(&id).cloned()?;
-            ctx.load_dictionary(&bytes).ok()?;
+            ctx.load_dictionary(&self.dictionary(id)?).ok()?;
         }
         Some(ctx)
+    }
+
+    fn dictionary(&self, id: u32) -> Option<Arc<[u8]>> {
+        self.dicts.read().get(&id).cloned()
     }
 
     fn put_decoder(&self, dict: Option<u32>, ctx: DCtx<'static>) {
@@ -567,6 +571,11 @@ mod tests {
         assert_eq!(idle.len(), MAX_IDLE_CONTEXTS);
         let kept: Vec<u32> = idle.iter().map(|(_, c)| *c).collect();
         assert_eq!(kept, (12..20).collect::<Vec<_>>());
+        // The most recent context for a dictionary comes out first.
+        assert_eq!(take(&mut idle, Some(1)), Some(19));
+        assert_eq!(take(&mut idle, Some(1)), Some(16));
+        assert_eq!(take(&mut idle, Some(7)), None);
+        assert_eq!(idle.len(), MAX_IDLE_CONTEXTS - 2);
     }
 
     #[test]
