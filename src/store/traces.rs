@@ -703,24 +703,41 @@ pub fn upsert_trace_info_row(conn: &Connection, up: &TraceUpsert) -> Result<i64>
     let name = info.name().map(str::to_string);
     let id = match find_trace_row(conn, &info.trace_id)? {
         Some(r) => {
+            // Indexed columns are set only where they change (SQLite
+            // rewrites an index entry whenever its column is named in SET):
+            // the spans usually arrived first and already set the start,
+            // duration, state and name the client now repeats.
             conn.prepare_cached(
-                "UPDATE traces SET experiment_id = ?2, client_request_id = ?3, request_time = ?4,
-                     execution_time = coalesce(?5, execution_time), state = ?6,
-                     request_preview = coalesce(?7, request_preview),
-                     response_preview = coalesce(?8, response_preview),
-                     name = coalesce(?9, name), info_finalized = 1, last_update = ?10
-                 WHERE id = ?1",
+                "UPDATE traces SET experiment_id = ?2, request_time = ?3,
+                     execution_time = coalesce(?4, execution_time), state = ?5,
+                     name = coalesce(?6, name)
+                 WHERE id = ?1 AND (experiment_id IS NOT ?2 OR request_time IS NOT ?3
+                     OR execution_time IS NOT coalesce(?4, execution_time) OR state IS NOT ?5
+                     OR name IS NOT coalesce(?6, name))",
             )?
             .execute(params![
                 r.id,
                 info.experiment_id,
-                info.client_request_id,
                 info.request_time_ms,
                 info.execution_time_ms,
                 info.state.as_str(),
+                name,
+            ])?;
+            conn.prepare_cached(
+                "UPDATE traces SET client_request_id = ?2
+                 WHERE id = ?1 AND client_request_id IS NOT ?2",
+            )?
+            .execute(params![r.id, info.client_request_id])?;
+            conn.prepare_cached(
+                "UPDATE traces SET request_preview = coalesce(?2, request_preview),
+                     response_preview = coalesce(?3, response_preview),
+                     info_finalized = 1, last_update = ?4
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                r.id,
                 info.request_preview,
                 info.response_preview,
-                name,
                 now
             ])?;
             r.id
@@ -784,15 +801,15 @@ pub fn upsert_trace_info_row(conn: &Connection, up: &TraceUpsert) -> Result<i64>
 
 /// Re-derives the denormalised session and user columns from tags/metadata.
 pub(super) fn refresh_session_user(conn: &Connection, id: i64) -> Result<()> {
+    // Only when one changes: both columns are indexed (see merge_into_trace).
     conn.prepare_cached(
-        "UPDATE traces SET
-             session_id = coalesce(
-                 (SELECT value FROM trace_tags WHERE trace = ?1 AND key = ?2),
-                 (SELECT value FROM trace_metadata WHERE trace = ?1 AND key = ?2)),
-             user_id = coalesce(
-                 (SELECT value FROM trace_tags WHERE trace = ?1 AND key = ?3),
-                 (SELECT value FROM trace_metadata WHERE trace = ?1 AND key = ?3))
-         WHERE id = ?1",
+        "UPDATE traces SET session_id = v.s, user_id = v.u
+         FROM (SELECT
+                 coalesce((SELECT value FROM trace_tags WHERE trace = ?1 AND key = ?2),
+                          (SELECT value FROM trace_metadata WHERE trace = ?1 AND key = ?2)) AS s,
+                 coalesce((SELECT value FROM trace_tags WHERE trace = ?1 AND key = ?3),
+                          (SELECT value FROM trace_metadata WHERE trace = ?1 AND key = ?3)) AS u) AS v
+         WHERE traces.id = ?1 AND (traces.session_id IS NOT v.s OR traces.user_id IS NOT v.u)",
     )?
     .execute(params![id, tag_keys::SESSION, tag_keys::USER])?;
     Ok(())
