@@ -257,10 +257,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.read_blocking(f))
-            .await
-            .map_err(|e| StoreError::Invalid(format!("read task failed: {e}")))?
+        self.read_on_blocking_thread(true, f).await
     }
 
     /// [`Store::read`] for background pollers that look for due work on a
@@ -272,10 +269,27 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.read_on_blocking_thread(false, f).await
+    }
+
+    /// Runs a read on a blocking thread; `counted` says whether the idle
+    /// trimmer sees it as activity.
+    async fn read_on_blocking_thread<T, F>(&self, counted: bool, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.inner.readers.with_unseen(f))
-            .await
-            .map_err(|e| StoreError::Invalid(format!("read task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let readers = &store.inner.readers;
+            if counted {
+                readers.with(f)
+            } else {
+                readers.with_unseen(f)
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("read task failed: {e}")))?
     }
 
     /// [`Store::read`] for threads outside the async runtime.
