@@ -27,9 +27,13 @@ fn main() -> ExitCode {
 }
 
 /// mimalloc (v3) returns freed memory to the system only a second after it
-/// is freed, and only when the allocator runs again: after a burst of
-/// ingestion an idle server kept ~170 MiB where 10 ms gives back all but
-/// ~110 MiB, at no measurable cost in throughput. Done first, before any
+/// is freed, and only when the allocator runs again. 250 ms instead: at
+/// 10 ms the request threads spent ~1/20 of their time in `madvise` and
+/// page faults, handing memory back between two uploads and faulting it in
+/// again (`bench ingest`: 7% more spans/s, a third less system time at
+/// 250 ms); at 1 s the peak RSS grew by 30 MB for no further gain. What
+/// an idle server keeps is the store's idle trimmer's business: it forces
+/// the purge (`mi_collect`) once uploads stop. Done first, before any
 /// other thread exists (mimalloc's option setter is not thread safe).
 fn purge_freed_memory_soon() {
     /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (the bindings
@@ -42,7 +46,7 @@ fn purge_freed_memory_soon() {
     }
     // SAFETY: only changes an allocator tuning option; no thread other than
     // this one exists yet.
-    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 10) };
+    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 250) };
 }
 
 /// glibc gives each thread that allocates its own malloc arena (up to 8 per
