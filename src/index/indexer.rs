@@ -58,9 +58,23 @@ fn progress_bar(total: u64, what: &str) -> ProgressBar {
 /// Shows a progress bar when there is a lot to do. Returns early (after
 /// committing what it has) once `stop` is set.
 pub fn catch_up(index: &SearchIndex, store: &Store, stop: Option<&AtomicBool>) -> Result<Pass> {
+    pass(index, store, stop, true)
+}
+
+/// [`catch_up`]; `announce` says whether a large one is logged and shown
+/// with a progress bar. The background indexer announces only its first
+/// pass (the catch-up at start-up): under sustained ingestion every
+/// routine pass has tens of thousands of spans to add, and a log line
+/// about "building the index" every second would be noise.
+fn pass(
+    index: &SearchIndex,
+    store: &Store,
+    stop: Option<&AtomicBool>,
+    announce: bool,
+) -> Result<Pass> {
     let mut watermark = index.watermark();
     let pending = store.read_blocking(|c| index_feed::count_spans_after(c, watermark))?;
-    let bar = (pending >= PROGRESS_MIN).then(|| {
+    let bar = (announce && pending >= PROGRESS_MIN).then(|| {
         tracing::info!(
             spans = pending,
             "building the full-text index from the database"
@@ -173,12 +187,16 @@ fn run(index: SearchIndex, store: Store, stop: Arc<AtomicBool>) {
         }
     };
     let mut commits = store.commits();
+    let mut first = true;
     while !stop.load(Ordering::Acquire) {
         // Mark the current commit as seen *before* reading, so a commit that
         // lands during the pass triggers another one.
         let _ = commits.borrow_and_update();
-        match catch_up(&index, &store, Some(&stop)) {
-            Ok(_) => {}
+        match pass(&index, &store, Some(&stop), first) {
+            Ok(p) => {
+                first = false;
+                tracing::trace!(spans = p.spans, deleted = p.deleted_traces, "indexed");
+            }
             Err(e) => {
                 tracing::error!(error = %e, "full-text indexing failed; retrying");
                 std::thread::sleep(Duration::from_secs(1));
