@@ -26,7 +26,7 @@
 //!
 //! Does not know HTTP, JSON wire shapes, or what a chat message looks like.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rusqlite::types::Value as SqlValue;
@@ -169,6 +169,42 @@ struct Contribution {
     session_level: i64,
 }
 
+/// Contributions added (and subtracted) to one session's or user's row:
+/// what its counters move by. Times are not summed: the refresh after the
+/// counters recomputes first and last times from `trace_rollup`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Delta {
+    /// Traces (a user's `traces`, a session's `turns`).
+    traces: i64,
+    is_error: i64,
+    tokens: Tokens,
+    counts: AssessmentCounts,
+    session_level: i64,
+    /// A request time of one of the traces, for a row inserted here.
+    request_time: i64,
+}
+
+impl Delta {
+    fn add(&mut self, c: &Contribution, sign: i64) {
+        let k = &c.counts;
+        let d = &mut self.counts;
+        self.traces += sign;
+        self.is_error += sign * c.is_error;
+        self.tokens.input += sign * c.tokens.input;
+        self.tokens.output += sign * c.tokens.output;
+        self.tokens.total += sign * c.tokens.total;
+        d.feedback += sign * k.feedback;
+        d.positive += sign * k.positive;
+        d.negative += sign * k.negative;
+        d.human_feedback += sign * k.human_feedback;
+        d.human_positive += sign * k.human_positive;
+        d.human_negative += sign * k.human_negative;
+        d.expectations += sign * k.expectations;
+        self.session_level += sign * c.session_level;
+        self.request_time = c.request_time;
+    }
+}
+
 /// Whether an assessment is about a whole session rather than one turn:
 /// MLflow marks session-level judge results with metadata
 /// `mlflow.trace.session` (set to the session id).
@@ -308,9 +344,9 @@ fn store_contribution(conn: &Connection, trace: i64, c: Option<&Contribution>) -
     Ok(())
 }
 
-/// Adds (`sign` 1) or subtracts (-1) one trace's contribution to its user.
-fn apply_to_user(conn: &Connection, c: &Contribution, user: &str, sign: i64) -> Result<()> {
-    let k = &c.counts;
+/// Moves a user's counters by `d`.
+fn apply_to_user(conn: &Connection, exp: i64, user: &str, d: &Delta) -> Result<()> {
+    let k = &d.counts;
     conn.prepare_cached(
         "INSERT INTO users (experiment_id, user_id, traces, sessions, first_time, last_time,
              error_count, input_tokens, output_tokens, total_tokens, feedback, positive, negative,
@@ -331,21 +367,21 @@ fn apply_to_user(conn: &Connection, c: &Contribution, user: &str, sign: i64) -> 
              expectations = expectations + excluded.expectations",
     )?
     .execute(params![
-        c.experiment_id,
+        exp,
         user,
-        sign,
-        c.request_time,
-        sign * c.is_error,
-        sign * c.tokens.input,
-        sign * c.tokens.output,
-        sign * c.tokens.total,
-        sign * k.feedback,
-        sign * k.positive,
-        sign * k.negative,
-        sign * k.human_feedback,
-        sign * k.human_positive,
-        sign * k.human_negative,
-        sign * k.expectations,
+        d.traces,
+        d.request_time,
+        d.is_error,
+        d.tokens.input,
+        d.tokens.output,
+        d.tokens.total,
+        k.feedback,
+        k.positive,
+        k.negative,
+        k.human_feedback,
+        k.human_positive,
+        k.human_negative,
+        k.expectations,
     ])?;
     Ok(())
 }
@@ -358,15 +394,15 @@ fn adjust_user_sessions(conn: &Connection, exp: i64, user: &str, delta: i64) -> 
     Ok(())
 }
 
-/// Adds (`sign` 1) or subtracts (-1) one trace's contribution to its
-/// session's counters. Who the session belongs to and its first and last
-/// turn are not additive: `refresh_session` reads them afterwards.
+/// Moves a session's counters by `d` (the traces' contributions added and
+/// subtracted). Who the session belongs to and its first and last turn are
+/// not additive: `refresh_session` reads them afterwards.
 ///
 /// Why deltas: re-summing the session's rollup rows on every write made
 /// each turn cost as much as the whole conversation so far (quadratic for
 /// long sessions, e.g. an agent loop or a support chat kept open for days).
-fn apply_to_session(conn: &Connection, c: &Contribution, session: &str, sign: i64) -> Result<()> {
-    let k = &c.counts;
+fn apply_to_session(conn: &Connection, exp: i64, session: &str, d: &Delta) -> Result<()> {
+    let k = &d.counts;
     conn.prepare_cached(
         "INSERT INTO sessions (experiment_id, session_id, user_id, first_trace, first_time,
              last_time, turns, error_count, input_tokens, output_tokens, total_tokens, feedback,
@@ -389,22 +425,22 @@ fn apply_to_session(conn: &Connection, c: &Contribution, session: &str, sign: i6
              session_level = session_level + excluded.session_level",
     )?
     .execute(params![
-        c.experiment_id,
+        exp,
         session,
-        c.request_time,
-        sign,
-        sign * c.is_error,
-        sign * c.tokens.input,
-        sign * c.tokens.output,
-        sign * c.tokens.total,
-        sign * k.feedback,
-        sign * k.positive,
-        sign * k.negative,
-        sign * k.human_feedback,
-        sign * k.human_positive,
-        sign * k.human_negative,
-        sign * k.expectations,
-        sign * c.session_level,
+        d.request_time,
+        d.traces,
+        d.is_error,
+        d.tokens.input,
+        d.tokens.output,
+        d.tokens.total,
+        k.feedback,
+        k.positive,
+        k.negative,
+        k.human_feedback,
+        k.human_positive,
+        k.human_negative,
+        k.expectations,
+        d.session_level,
     ])?;
     Ok(())
 }
@@ -517,8 +553,11 @@ fn refresh_user(conn: &Connection, exp: i64, user: &str) -> Result<()> {
 /// (internal row ids; deleted ones included). Call it inside the transaction
 /// that changed them, after the change.
 pub fn sync(conn: &Connection, traces: &[i64]) -> Result<()> {
-    let mut sessions: BTreeSet<(i64, String)> = BTreeSet::new();
-    let mut users: BTreeSet<(i64, String)> = BTreeSet::new();
+    // Per session / user, the sum of what changed: one upsert per row
+    // touched instead of two per trace (a 512-span upload of 128 traces in
+    // a few sessions made 256 upserts of the same handful of rows).
+    let mut sessions: BTreeMap<(i64, String), Delta> = BTreeMap::new();
+    let mut users: BTreeMap<(i64, String), Delta> = BTreeMap::new();
     let ids: BTreeSet<i64> = traces.iter().copied().collect();
     for id in ids {
         let new = contribution(conn, id)?;
@@ -529,20 +568,30 @@ pub fn sync(conn: &Connection, traces: &[i64]) -> Result<()> {
         for (c, sign) in [(&old, -1), (&new, 1)] {
             let Some(c) = c else { continue };
             if let Some(u) = &c.user_id {
-                apply_to_user(conn, c, u, sign)?;
-                users.insert((c.experiment_id, u.clone()));
+                users
+                    .entry((c.experiment_id, u.clone()))
+                    .or_default()
+                    .add(c, sign);
             }
             if let Some(s) = &c.session_id {
-                apply_to_session(conn, c, s, sign)?;
-                sessions.insert((c.experiment_id, s.clone()));
+                sessions
+                    .entry((c.experiment_id, s.clone()))
+                    .or_default()
+                    .add(c, sign);
             }
         }
         store_contribution(conn, id, new.as_ref())?;
     }
-    for (exp, s) in &sessions {
+    for ((exp, u), d) in &users {
+        apply_to_user(conn, *exp, u, d)?;
+    }
+    for ((exp, s), d) in &sessions {
+        apply_to_session(conn, *exp, s, d)?;
+    }
+    for (exp, s) in sessions.keys() {
         refresh_session(conn, *exp, s)?;
     }
-    for (exp, u) in &users {
+    for (exp, u) in users.keys() {
         refresh_user(conn, *exp, u)?;
     }
     Ok(())
