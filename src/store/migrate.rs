@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0008_judge_stats.sql"),
     include_str!("../../migrations/0009_insert_marks.sql"),
     include_str!("../../migrations/0010_packed_payloads.sql"),
+    include_str!("../../migrations/0011_rollup_indexes.sql"),
 ];
 
 /// The schema version this build writes.

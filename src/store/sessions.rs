@@ -7,11 +7,14 @@
 //! How exactness is kept: `trace_rollup` holds what each trace currently
 //! contributes (experiment, session, user, time, error, tokens, assessment
 //! counts). [`sync`] recomputes the contribution of the traces it is given;
-//! where it differs from the stored one it subtracts the old from the user's
-//! row and adds the new (users can have many traces, so their rows change
-//! incrementally; first/last seen come from the rollup's index), and
-//! recomputes each affected session from its own rollup rows (a session's
-//! turns are few, and indexed). Every path that changes a trace calls `sync`
+//! where it differs from the stored one it subtracts the old from the
+//! session's and user's rows and adds the new (summed per row over the
+//! traces of one call), then re-reads what is not additive (first/last
+//! time, a session's first trace and user) with LIMIT-1 probes of the
+//! traces' own session and user indexes: once `sync` has stored the new
+//! contributions, the rollup rows and the traces agree on experiment,
+//! session, user and time, so the rollup needs no indexes of its own (two
+//! fewer random B-tree inserts per ingested trace). Every path that changes a trace calls `sync`
 //! inside its own transaction: ingestion through the hook `App::start`
 //! registers ([`hook`]), tag changes, assessment writes and trace deletion.
 //!
@@ -171,7 +174,7 @@ struct Contribution {
 
 /// Contributions added (and subtracted) to one session's or user's row:
 /// what its counters move by. Times are not summed: the refresh after the
-/// counters recomputes first and last times from `trace_rollup`.
+/// counters recomputes first and last times from the traces.
 #[derive(Debug, Clone, Copy, Default)]
 struct Delta {
     /// Traces (a user's `traces`, a session's `turns`).
@@ -445,8 +448,8 @@ fn apply_to_session(conn: &Connection, exp: i64, session: &str, d: &Delta) -> Re
     Ok(())
 }
 
-/// Re-reads a session's first turn, last turn and user from the rollup
-/// index (a few index descents, whatever the session's length), drops the
+/// Re-reads a session's first turn, last turn and user from the traces'
+/// session index (a few index descents, whatever the session's length), drops the
 /// row once no trace names the session, and moves the session between
 /// users when its user changed.
 fn refresh_session(conn: &Connection, exp: i64, session: &str) -> Result<()> {
@@ -469,21 +472,21 @@ fn refresh_session(conn: &Connection, exp: i64, session: &str) -> Result<()> {
     }
     let (first_trace, first_time): (i64, i64) = conn
         .prepare_cached(
-            "SELECT trace, request_time FROM trace_rollup WHERE experiment_id = ?1 AND session_id = ?2
-             ORDER BY request_time, trace LIMIT 1",
+            "SELECT id, request_time FROM traces WHERE experiment_id = ?1 AND session_id = ?2
+             ORDER BY request_time, id LIMIT 1",
         )?
         .query_row(params![exp, session], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let last_time: i64 = conn
         .prepare_cached(
-            "SELECT request_time FROM trace_rollup WHERE experiment_id = ?1 AND session_id = ?2
+            "SELECT request_time FROM traces WHERE experiment_id = ?1 AND session_id = ?2
              ORDER BY request_time DESC LIMIT 1",
         )?
         .query_row(params![exp, session], |r| r.get(0))?;
     let user: Option<String> = conn
         .prepare_cached(
-            "SELECT user_id FROM trace_rollup WHERE experiment_id = ?1 AND session_id = ?2
+            "SELECT user_id FROM traces WHERE experiment_id = ?1 AND session_id = ?2
                  AND user_id IS NOT NULL
-             ORDER BY request_time, trace LIMIT 1",
+             ORDER BY request_time, id LIMIT 1",
         )?
         .query_row(params![exp, session], |r| r.get(0))
         .optional()?;
@@ -510,7 +513,7 @@ fn refresh_session(conn: &Connection, exp: i64, session: &str) -> Result<()> {
     Ok(())
 }
 
-/// Re-reads a user's first/last seen from the rollup index, and drops the
+/// Re-reads a user's first/last seen from the traces' user index, and drops the
 /// row once no trace names the user.
 fn refresh_user(conn: &Connection, exp: i64, user: &str) -> Result<()> {
     let traces: Option<i64> = conn
@@ -529,13 +532,13 @@ fn refresh_user(conn: &Connection, exp: i64, user: &str) -> Result<()> {
             // min()/max() pair would walk the user's whole index range.
             let first: i64 = conn
                 .prepare_cached(
-                    "SELECT request_time FROM trace_rollup WHERE experiment_id = ?1 AND user_id = ?2
+                    "SELECT request_time FROM traces WHERE experiment_id = ?1 AND user_id = ?2
                      ORDER BY request_time LIMIT 1",
                 )?
                 .query_row(params![exp, user], |r| r.get(0))?;
             let last: i64 = conn
                 .prepare_cached(
-                    "SELECT request_time FROM trace_rollup WHERE experiment_id = ?1 AND user_id = ?2
+                    "SELECT request_time FROM traces WHERE experiment_id = ?1 AND user_id = ?2
                      ORDER BY request_time DESC LIMIT 1",
                 )?
                 .query_row(params![exp, user], |r| r.get(0))?;
@@ -1548,22 +1551,19 @@ mod tests {
             }
         }
         check(TURNS_SQL, 5, "traces_session");
+        // The refresh probes after an aggregate changes.
         check(
-            "SELECT count(*), sum(is_error) FROM trace_rollup WHERE experiment_id = ?1 AND session_id = ?2",
-            2,
-            "trace_rollup_session",
-        );
-        check(
-            "SELECT request_time FROM trace_rollup WHERE experiment_id = ?1 AND user_id = ?2
+            "SELECT request_time FROM traces WHERE experiment_id = ?1 AND user_id = ?2
              ORDER BY request_time DESC LIMIT 1",
             2,
-            "trace_rollup_user",
+            "traces_user",
         );
         check(
-            "SELECT trace FROM trace_rollup WHERE experiment_id = ?1 AND session_id = ?2
-             ORDER BY request_time, trace LIMIT 1",
+            "SELECT user_id FROM traces WHERE experiment_id = ?1 AND session_id = ?2
+                 AND user_id IS NOT NULL
+             ORDER BY request_time, id LIMIT 1",
             2,
-            "trace_rollup_session",
+            "traces_session",
         );
         check(
             "SELECT id, trace_id FROM traces WHERE experiment_id = ?1 AND session_id = ?2
