@@ -112,8 +112,8 @@ impl Writer {
         let thread_depth = depth.clone();
         // Checkpoints are the checkpointer's job (see the module doc).
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        // (`journal_size_limit`, set on every connection, gives the disk
-        // back after a restart.)
+        // (`journal_size_limit`, set on every connection, bounds what a
+        // restart leaves on disk; the idle trimmer truncates the rest.)
         let wal = Arc::new(WalState::default());
         let ckpt_conn = super::open_connection(path, opts)?;
         let ckpt_wal = wal.clone();
