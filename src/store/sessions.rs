@@ -14,9 +14,10 @@
 //! traces' own session and user indexes: once `sync` has stored the new
 //! contributions, the rollup rows and the traces agree on experiment,
 //! session, user and time, so the rollup needs no indexes of its own (two
-//! fewer random B-tree inserts per ingested trace). Every path that changes a trace calls `sync`
-//! inside its own transaction: ingestion through the hook `App::start`
-//! registers ([`hook`]), tag changes, assessment writes and trace deletion.
+//! fewer random B-tree inserts per ingested trace). Every path that changes
+//! a trace calls `sync` inside its own transaction: ingestion through the
+//! hook `App::start` registers ([`hook`]), tag changes, assessment writes
+//! and trace deletion.
 //!
 //! A session belongs to one user: the user of its earliest trace that names
 //! one. A user's `sessions` counts the sessions that belong to them; their
