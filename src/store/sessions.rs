@@ -207,6 +207,31 @@ impl Delta {
         self.session_level += sign * c.session_level;
         self.request_time = c.request_time;
     }
+
+    /// The parameters of the session and user upserts: `?1` experiment,
+    /// `?2` session or user id, `?3` a request time, `?4` traces, `?5`..`?15`
+    /// the counters, then `more`.
+    fn params(&self, exp: i64, key: &str, more: &[i64]) -> rusqlite::ParamsFromIter<Vec<SqlValue>> {
+        let k = &self.counts;
+        let numbers = [
+            self.request_time,
+            self.traces,
+            self.is_error,
+            self.tokens.input,
+            self.tokens.output,
+            self.tokens.total,
+            k.feedback,
+            k.positive,
+            k.negative,
+            k.human_feedback,
+            k.human_positive,
+            k.human_negative,
+            k.expectations,
+        ];
+        let mut out = vec![SqlValue::from(exp), SqlValue::from(key.to_string())];
+        out.extend(numbers.iter().chain(more).map(|&n| SqlValue::from(n)));
+        rusqlite::params_from_iter(out)
+    }
 }
 
 /// Whether an assessment is about a whole session rather than one turn:
@@ -350,12 +375,11 @@ fn store_contribution(conn: &Connection, trace: i64, c: Option<&Contribution>) -
 
 /// Moves a user's counters by `d`.
 fn apply_to_user(conn: &Connection, exp: i64, user: &str, d: &Delta) -> Result<()> {
-    let k = &d.counts;
     conn.prepare_cached(
         "INSERT INTO users (experiment_id, user_id, traces, sessions, first_time, last_time,
              error_count, input_tokens, output_tokens, total_tokens, feedback, positive, negative,
              human_feedback, human_positive, human_negative, expectations)
-         VALUES (?1, ?2, ?3, 0, ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+         VALUES (?1, ?2, ?4, 0, ?3, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (experiment_id, user_id) DO UPDATE SET
              traces = traces + excluded.traces,
              error_count = error_count + excluded.error_count,
@@ -370,23 +394,7 @@ fn apply_to_user(conn: &Connection, exp: i64, user: &str, d: &Delta) -> Result<(
              human_negative = human_negative + excluded.human_negative,
              expectations = expectations + excluded.expectations",
     )?
-    .execute(params![
-        exp,
-        user,
-        d.traces,
-        d.request_time,
-        d.is_error,
-        d.tokens.input,
-        d.tokens.output,
-        d.tokens.total,
-        k.feedback,
-        k.positive,
-        k.negative,
-        k.human_feedback,
-        k.human_positive,
-        k.human_negative,
-        k.expectations,
-    ])?;
+    .execute(d.params(exp, user, &[]))?;
     Ok(())
 }
 
@@ -406,7 +414,6 @@ fn adjust_user_sessions(conn: &Connection, exp: i64, user: &str, delta: i64) -> 
 /// each turn cost as much as the whole conversation so far (quadratic for
 /// long sessions, e.g. an agent loop or a support chat kept open for days).
 fn apply_to_session(conn: &Connection, exp: i64, session: &str, d: &Delta) -> Result<()> {
-    let k = &d.counts;
     conn.prepare_cached(
         "INSERT INTO sessions (experiment_id, session_id, user_id, first_trace, first_time,
              last_time, turns, error_count, input_tokens, output_tokens, total_tokens, feedback,
@@ -428,24 +435,7 @@ fn apply_to_session(conn: &Connection, exp: i64, session: &str, d: &Delta) -> Re
              expectations = expectations + excluded.expectations,
              session_level = session_level + excluded.session_level",
     )?
-    .execute(params![
-        exp,
-        session,
-        d.request_time,
-        d.traces,
-        d.is_error,
-        d.tokens.input,
-        d.tokens.output,
-        d.tokens.total,
-        k.feedback,
-        k.positive,
-        k.negative,
-        k.human_feedback,
-        k.human_positive,
-        k.human_negative,
-        k.expectations,
-        d.session_level,
-    ])?;
+    .execute(d.params(exp, session, &[d.session_level]))?;
     Ok(())
 }
 
