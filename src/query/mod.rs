@@ -361,7 +361,8 @@ fn build_sql(
     let high_water = match &p.after {
         Some(a) => a.high_water,
         None => c
-            .query_row("SELECT coalesce(max(id), 0) FROM traces", [], |r| r.get(0))
+            .prepare_cached("SELECT coalesce(max(id), 0) FROM traces")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(StoreError::from)?,
     };
     let env = plan::Env {

@@ -807,7 +807,10 @@ fn unreachable_driver<T>() -> Result<T, QueryError> {
 /// Runs a statement built by [`build`].
 pub(super) fn execute(conn: &Connection, sql: &Sql) -> Result<Vec<RowKey>, QueryError> {
     let run = || -> rusqlite::Result<Vec<RowKey>> {
-        let mut stmt = conn.prepare(&sql.text)?;
+        // The text depends only on the filter's shape (values are bound,
+        // lists go through json_each), so repeated searches reuse the
+        // connection's prepared statement instead of planning it again.
+        let mut stmt = conn.prepare_cached(&sql.text)?;
         let mut q = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
         let mut out = Vec::new();
         while let Some(r) = q.next()? {
