@@ -307,8 +307,8 @@ impl QueryEngine {
         let experiments = req.experiment_ids.clone();
         self.store
             .read(move |c| {
-                Ok(build_sql(c, index.as_ref(), experiments, &p)
-                    .and_then(|(_, sql)| plan::explain(c, &sql).map(|plan| (sql, plan))))
+                Ok(first_sql(c, index.as_ref(), experiments, &p)
+                    .and_then(|(_, _, sql)| plan::explain(c, &sql).map(|plan| (sql, plan))))
             })
             .await?
     }
@@ -352,19 +352,27 @@ impl QueryEngine {
     }
 }
 
-fn build_sql(
-    c: &rusqlite::Connection,
-    index: Option<&SearchIndex>,
-    experiments: Vec<i64>,
-    p: &Parsed,
-) -> Result<(i64, Sql), QueryError> {
-    let high_water = match &p.after {
+/// The highest trace row a search sees: fixed by its first page, so that
+/// later pages do not shift when traces arrive.
+fn high_water(c: &rusqlite::Connection, p: &Parsed) -> Result<i64, QueryError> {
+    Ok(match &p.after {
         Some(a) => a.high_water,
         None => c
             .prepare_cached("SELECT coalesce(max(id), 0) FROM traces")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(StoreError::from)?,
-    };
+    })
+}
+
+fn build_sql(
+    c: &rusqlite::Connection,
+    index: Option<&SearchIndex>,
+    experiments: Vec<i64>,
+    p: &Parsed,
+    high_water: i64,
+    part: plan::Part,
+    after: Option<&token::PageToken>,
+) -> Result<Sql, QueryError> {
     let env = plan::Env {
         conn: c,
         index,
@@ -372,14 +380,28 @@ fn build_sql(
         high_water,
         fetch: p.limit + 1,
     };
-    let sql = plan::build(
+    plan::build_part(
         &env,
         p.filter.as_ref(),
         p.text.as_ref(),
         &p.order,
-        p.after.as_ref(),
-    )?;
-    Ok((high_water, sql))
+        after,
+        part,
+    )
+}
+
+/// A search's first statement, with the high-water mark it fixed and the
+/// part of a nullable leading sort key it covers (see [`plan::Part`]).
+fn first_sql(
+    c: &rusqlite::Connection,
+    index: Option<&SearchIndex>,
+    experiments: Vec<i64>,
+    p: &Parsed,
+) -> Result<(i64, plan::Part, Sql), QueryError> {
+    let high_water = high_water(c, p)?;
+    let part = plan::first_part(&p.order, p.after.as_ref());
+    let sql = build_sql(c, index, experiments, p, high_water, part, p.after.as_ref())?;
+    Ok((high_water, part, sql))
 }
 
 fn run_search(
@@ -389,9 +411,14 @@ fn run_search(
     p: &Parsed,
 ) -> Result<SearchPage, QueryError> {
     let started = std::time::Instant::now();
-    let (high_water, sql) = build_sql(c, index, experiments, p)?;
+    let (high_water, part, sql) = first_sql(c, index, experiments.clone(), p)?;
     let planned = started.elapsed();
     let mut rows = plan::execute(c, &sql)?;
+    if part == plan::Part::NonNull && rows.len() <= p.limit {
+        // The values ran out before the page did: the NULLs come next.
+        let nulls = build_sql(c, index, experiments, p, high_water, plan::Part::Null, None)?;
+        rows.extend(plan::execute(c, &nulls)?);
+    }
     let executed = started.elapsed();
     // A token only when there is certainly more: the SDK keeps asking
     // while a token comes back, so a short page must not carry one.

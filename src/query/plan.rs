@@ -581,6 +581,41 @@ pub(super) fn build_where(
     Ok((format!("({})", conds.join(" AND ")), b.params))
 }
 
+/// Which rows of the leading sort key a statement covers.
+///
+/// NULLs sort last in both directions. Descending, that is SQLite's own
+/// order and an index can be walked; ascending, it takes an `(e IS NULL)`
+/// term that no index delivers, so SQLite sorted every trace of the
+/// experiment (~0.3 s at 100,000 traces for a click on the UI's name or
+/// duration column). An ascending nullable leading key is therefore
+/// searched in two parts: the non-NULL rows in index order, then, if the
+/// page is not full, the NULL ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Part {
+    /// Every row, in one statement.
+    All,
+    /// Rows whose leading key is not NULL (the first part).
+    NonNull,
+    /// Rows whose leading key is NULL (the second part).
+    Null,
+}
+
+/// Where a search with this order starts: [`Part::All`] unless the leading
+/// key is nullable and ascending; then the first part, or directly the
+/// second when the page token is already among the NULLs.
+pub(super) fn first_part(order: &[OrderKey], after: Option<&PageToken>) -> Part {
+    match order.first() {
+        Some(k) if k.key.nullable() && !k.desc => {
+            if after.is_some_and(|t| t.keys.first().is_some_and(Value::is_null)) {
+                Part::Null
+            } else {
+                Part::NonNull
+            }
+        }
+        _ => Part::All,
+    }
+}
+
 /// Builds the search statement: matching rows in order, `env.fetch` at most.
 pub(super) fn build(
     env: &Env<'_>,
@@ -588,6 +623,20 @@ pub(super) fn build(
     text: Option<&TextQuery>,
     order: &[OrderKey],
     after: Option<&PageToken>,
+) -> Result<Sql, QueryError> {
+    build_part(env, filter, text, order, after, Part::All)
+}
+
+/// [`build`] for one [`Part`] of the rows. The NULL part after the
+/// non-NULL one is built with no page token: every NULL comes after every
+/// value.
+pub(super) fn build_part(
+    env: &Env<'_>,
+    filter: Option<&Cond>,
+    text: Option<&TextQuery>,
+    order: &[OrderKey],
+    after: Option<&PageToken>,
+    part: Part,
 ) -> Result<Sql, QueryError> {
     let mut b = Builder {
         env,
@@ -700,12 +749,21 @@ pub(super) fn build(
     let mut select = Vec::new();
     let mut order_sql = Vec::new();
     let mut exprs = Vec::new();
-    for k in order {
+    for (i, k) in order.iter().enumerate() {
         let e = order_expr(&mut b, &k.key);
-        if k.key.nullable() && !k.desc {
+        let split = i == 0 && part != Part::All;
+        if k.key.nullable() && !k.desc && !split {
             order_sql.push(format!("({e} IS NULL)"));
         }
-        order_sql.push(format!("{e} {}", if k.desc { "DESC" } else { "ASC" }));
+        match (split, part) {
+            (true, Part::NonNull) => conds.push(format!("{e} IS NOT NULL")),
+            // All NULL: the key orders nothing.
+            (true, _) => conds.push(format!("{e} IS NULL")),
+            _ => {}
+        }
+        if !(split && part == Part::Null) {
+            order_sql.push(format!("{e} {}", if k.desc { "DESC" } else { "ASC" }));
+        }
         select.push(e.clone());
         exprs.push(e);
     }
@@ -746,7 +804,7 @@ pub(super) fn build(
         }
         // A range on the leading key lets SQLite seek instead of scanning.
         if let (Some(k), Some(v)) = (order.first(), tok.keys.first())
-            && !k.key.nullable()
+            && (!k.key.nullable() || part == Part::NonNull)
             && !v.is_null()
         {
             let p = b.bind(json_to_sql(v));
@@ -761,6 +819,13 @@ pub(super) fn build(
         } else {
             format!("({})", ors.join(" OR "))
         });
+    } else if matches!(order.first(), Some(k) if k.key == SortKey::Status && !k.desc) {
+        // The first page of `status ASC` (ties newest first): without a
+        // range on the state SQLite sorted every trace of the experiment
+        // (~0.3 s at 100,000) instead of walking `traces_exp_state`; an
+        // always-true lower bound makes it walk the index, as later pages
+        // do with the token's bound.
+        conds.push("t.state >= ''".into());
     }
     let driven = driver.is_some();
     let from = match driver {
@@ -856,6 +921,10 @@ mod tests {
     /// The SQL a filter and order translate to (on an empty database, so
     /// no selectivity probe picks a driver).
     fn sql(filter: &str, order: &[&str]) -> Sql {
+        sql_part(filter, order, Part::All)
+    }
+
+    fn sql_part(filter: &str, order: &[&str], part: Part) -> Sql {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Default::default()).unwrap();
         let cond = parse_filter(filter).unwrap().map(|e| resolve(&e).unwrap());
@@ -870,7 +939,7 @@ mod tests {
                     high_water: 1_000_000,
                     fetch: 101,
                 };
-                Ok(build(&env, cond.as_ref(), None, &order, None).unwrap())
+                Ok(build_part(&env, cond.as_ref(), None, &order, None, part).unwrap())
             })
             .unwrap()
     }
@@ -1017,6 +1086,27 @@ mod tests {
             "{}",
             s.text
         );
+        // Ascending on a nullable key runs in two parts, each of which an
+        // index can deliver in order.
+        let s = sql_part("", &["execution_time ASC"], Part::NonNull);
+        assert!(
+            s.text.contains("t.execution_time IS NOT NULL")
+                && s.text
+                    .contains("ORDER BY t.execution_time ASC, t.request_time DESC, t.trace_id ASC"),
+            "{}",
+            s.text
+        );
+        let s = sql_part("", &["execution_time ASC"], Part::Null);
+        assert!(
+            s.text.contains("t.execution_time IS NULL")
+                && s.text
+                    .ends_with("ORDER BY t.request_time DESC, t.trace_id ASC LIMIT 101"),
+            "{}",
+            s.text
+        );
+        assert_eq!(s.n_keys, 3, "the NULL key still goes into page tokens");
+        let s = sql("", &["status ASC"]);
+        assert!(s.text.contains("t.state >= ''"), "{}", s.text);
         let s = sql("", &["tags.env DESC", "timestamp_ms ASC"]);
         assert!(
             s.text.contains(

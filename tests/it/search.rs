@@ -365,6 +365,8 @@ async fn ordering_pagination_and_errors() {
     for o in [
         vec!["execution_time_ms DESC"],
         vec!["execution_time_ms ASC"],
+        vec!["name", "timestamp_ms ASC"],
+        vec!["status"],
         vec!["tags.env"],
         vec![],
     ] {
