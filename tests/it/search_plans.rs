@@ -95,6 +95,8 @@ async fn common_filters_use_indexes_and_matches_agrees_with_search() {
         ("execution_time_ms ASC", "traces_exp_exec"),
         ("name ASC", "traces_exp_name"),
         ("status ASC", "traces_exp_state"),
+        ("status DESC", "traces_exp_state"),
+        ("name DESC", "traces_exp_name"),
     ] {
         let (sql, plan) = e
             .explain(SearchRequest {
