@@ -751,18 +751,20 @@ pub(super) fn build_part(
     let mut exprs = Vec::new();
     for (i, k) in order.iter().enumerate() {
         let e = order_expr(&mut b, &k.key);
-        let split = i == 0 && part != Part::All;
-        if k.key.nullable() && !k.desc && !split {
-            order_sql.push(format!("({e} IS NULL)"));
-        }
-        match (split, part) {
-            (true, Part::NonNull) => conds.push(format!("{e} IS NOT NULL")),
+        let dir = if k.desc { "DESC" } else { "ASC" };
+        match (i, part) {
+            (0, Part::NonNull) => {
+                conds.push(format!("{e} IS NOT NULL"));
+                order_sql.push(format!("{e} {dir}"));
+            }
             // All NULL: the key orders nothing.
-            (true, _) => conds.push(format!("{e} IS NULL")),
-            _ => {}
-        }
-        if !(split && part == Part::Null) {
-            order_sql.push(format!("{e} {}", if k.desc { "DESC" } else { "ASC" }));
+            (0, Part::Null) => conds.push(format!("{e} IS NULL")),
+            _ => {
+                if k.key.nullable() && !k.desc {
+                    order_sql.push(format!("({e} IS NULL)"));
+                }
+                order_sql.push(format!("{e} {dir}"));
+            }
         }
         select.push(e.clone());
         exprs.push(e);
