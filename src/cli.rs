@@ -101,6 +101,12 @@ pub struct BenchIngestArgs {
     /// Average bytes of inputs + outputs per span.
     #[arg(long, default_value_t = 1024)]
     pub payload_bytes: usize,
+    /// Traces in a batch ended up to this long before it is sent (an OTel
+    /// batch exporter sends every 5 s at most). Large values scatter start
+    /// times over the past, so every time-ordered index takes random
+    /// inserts.
+    #[arg(long, default_value_t = 5_000)]
+    pub time_spread_ms: u64,
     /// Print the result as one JSON object too.
     #[arg(long)]
     pub json: bool,

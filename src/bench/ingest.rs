@@ -189,19 +189,24 @@ impl Templates {
 }
 
 /// Builds one export request of `batch` spans (whole traces, root last, as
-/// batch exporters emit spans in end order) with fresh ids.
+/// batch exporters emit spans in end order) with fresh ids. Each trace lasts
+/// 1 s and ended up to `spread_ns` before `now_ns`, the moment the batch is
+/// built: a batch exporter sends the spans that ended since its last export
+/// (every 5 s at most by default), so stored start times trail the clock by
+/// seconds.
 fn build_request(
     t: &Templates,
     rng: &mut fastrand::Rng,
     batch: usize,
     now_ns: u64,
+    spread_ns: u64,
 ) -> ExportTraceServiceRequest {
     let mut spans = Vec::with_capacity(batch);
     while spans.len() < batch {
         let trace_id = rng.u128(..).to_be_bytes().to_vec();
         let k = rng.usize(..t.roots.len());
         let root_id = rng.u64(1..).to_be_bytes().to_vec();
-        let start = now_ns - rng.u64(0..60_000_000_000);
+        let start = now_ns - 1_000_000_000 - rng.u64(0..spread_ns.max(1));
         let mut child =
             |name: &str, off_ms: u64, dur_ms: u64, attrs: &Vec<KeyValue>, kind: i32| Span {
                 trace_id: trace_id.clone(),
@@ -274,13 +279,11 @@ async fn sender(
     templates: Arc<Templates>,
     batches: Arc<AtomicUsize>,
     batch: usize,
+    spread_ns: u64,
     seed: u64,
 ) -> anyhow::Result<SenderStats> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut stats = SenderStats::default();
-    let now_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_nanos() as u64;
     loop {
         // Claim a batch; stop when all are claimed.
         if batches
@@ -289,7 +292,10 @@ async fn sender(
         {
             return Ok(stats);
         }
-        let body = build_request(&templates, &mut rng, batch, now_ns).encode_to_vec();
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos() as u64;
+        let body = build_request(&templates, &mut rng, batch, now_ns, spread_ns).encode_to_vec();
         stats.bytes += body.len();
         let started = Instant::now();
         loop {
@@ -334,6 +340,7 @@ fn drive(url: String, args: &BenchIngestArgs) -> anyhow::Result<Outcome> {
     let templates = Arc::new(Templates::new(args.payload_bytes, 7));
     let senders = args.senders.max(1);
     let batch = args.batch;
+    let spread_ns = args.time_spread_ms.saturating_mul(1_000_000);
     std::thread::scope(|scope| {
         scope
             .spawn(move || -> anyhow::Result<Outcome> {
@@ -355,6 +362,7 @@ fn drive(url: String, args: &BenchIngestArgs) -> anyhow::Result<Outcome> {
                                 templates.clone(),
                                 counter.clone(),
                                 batch,
+                                spread_ns,
                                 1000 + n as u64,
                             ))
                         })
