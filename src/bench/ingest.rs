@@ -590,3 +590,30 @@ fn report(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_whole_traces_that_ended_within_the_spread() {
+        let t = Templates::new(256, 1);
+        let mut rng = fastrand::Rng::with_seed(2);
+        let now = 1_800_000_000_000_000_000u64;
+        let spread = 5_000_000_000u64;
+        let req = build_request(&t, &mut rng, 512, now, spread);
+        let spans = &req.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(spans.len(), 512);
+        for trace in spans.chunks(SPANS_PER_TRACE) {
+            let root = &trace[SPANS_PER_TRACE - 1];
+            assert!(root.parent_span_id.is_empty(), "the root comes last");
+            assert!(trace.iter().all(|s| s.trace_id == root.trace_id));
+            assert!(root.end_time_unix_nano <= now);
+            assert!(root.start_time_unix_nano >= now - 1_000_000_000 - spread);
+        }
+        // A one-span batch is a trace whose root has not arrived yet.
+        let partial = build_request(&t, &mut rng, 1, now, spread);
+        let span = &partial.resource_spans[0].scope_spans[0].spans[0];
+        assert!(!span.parent_span_id.is_empty());
+    }
+}
