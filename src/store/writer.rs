@@ -84,14 +84,19 @@ where
         }
     }
     fn deliver(self: Box<Self>, commit: Result<()>) {
-        let out = match (commit, self.res) {
+        let Pending { f, res, done } = *self;
+        // The closure goes before the caller is told, so that what it holds
+        // (an upload's prepared batch: thousands of strings) is freed by the
+        // caller's last reference, off the writer thread.
+        drop(f);
+        let out = match (commit, res) {
             (Ok(()), Some(res)) => res,
             (Ok(()), None) => Err(StoreError::Invalid("the write was not run".into())),
             (Err(e), _) => Err(e),
         };
         // The caller may have gone away (client disconnected); the data is
         // committed regardless.
-        let _ = self.done.send(out);
+        let _ = done.send(out);
     }
 }
 
