@@ -307,7 +307,7 @@ impl QueryEngine {
         let experiments = req.experiment_ids.clone();
         self.store
             .read(move |c| {
-                Ok(first_sql(c, index.as_ref(), experiments, &p)
+                Ok(first_sql(c, index.as_ref(), &experiments, &p)
                     .and_then(|(_, _, sql)| plan::explain(c, &sql).map(|plan| (sql, plan))))
             })
             .await?
@@ -367,7 +367,7 @@ fn high_water(c: &rusqlite::Connection, p: &Parsed) -> Result<i64, QueryError> {
 fn build_sql(
     c: &rusqlite::Connection,
     index: Option<&SearchIndex>,
-    experiments: Vec<i64>,
+    experiments: &[i64],
     p: &Parsed,
     high_water: i64,
     part: plan::Part,
@@ -376,7 +376,7 @@ fn build_sql(
     let env = plan::Env {
         conn: c,
         index,
-        scope: plan::Scope::Experiments(experiments),
+        scope: plan::Scope::Experiments(experiments.to_vec()),
         high_water,
         fetch: p.limit + 1,
     };
@@ -395,7 +395,7 @@ fn build_sql(
 fn first_sql(
     c: &rusqlite::Connection,
     index: Option<&SearchIndex>,
-    experiments: Vec<i64>,
+    experiments: &[i64],
     p: &Parsed,
 ) -> Result<(i64, plan::Part, Sql), QueryError> {
     let high_water = high_water(c, p)?;
@@ -411,12 +411,20 @@ fn run_search(
     p: &Parsed,
 ) -> Result<SearchPage, QueryError> {
     let started = std::time::Instant::now();
-    let (high_water, part, sql) = first_sql(c, index, experiments.clone(), p)?;
+    let (high_water, part, sql) = first_sql(c, index, &experiments, p)?;
     let planned = started.elapsed();
     let mut rows = plan::execute(c, &sql)?;
     if part == plan::Part::NonNull && rows.len() <= p.limit {
         // The values ran out before the page did: the NULLs come next.
-        let nulls = build_sql(c, index, experiments, p, high_water, plan::Part::Null, None)?;
+        let nulls = build_sql(
+            c,
+            index,
+            &experiments,
+            p,
+            high_water,
+            plan::Part::Null,
+            None,
+        )?;
         rows.extend(plan::execute(c, &nulls)?);
     }
     let executed = started.elapsed();
