@@ -426,6 +426,27 @@ pub fn run(args: BenchIngestArgs) -> anyhow::Result<()> {
     }
 }
 
+/// How long after now the full-text index holds every stored span (its
+/// passes run at most once a second, so up to about a second is normal).
+async fn index_catch_up(
+    query: &crate::query::QueryEngine,
+    store: &crate::store::Store,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let Some(index) = query.index() else {
+        return Ok(Duration::ZERO);
+    };
+    let last = store.read(crate::store::index_feed::max_span_id).await?;
+    while index.watermark() < last {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "the full-text index did not catch up within 5 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(started.elapsed())
+}
+
 fn run_in_process(args: &BenchIngestArgs) -> anyhow::Result<()> {
     let (dir, temp) = match &args.data {
         Some(d) => (d.clone(), false),
@@ -451,6 +472,7 @@ fn run_in_process(args: &BenchIngestArgs) -> anyhow::Result<()> {
             anyhow::Ok((app, listener))
         })?;
         let store = app.state.store.clone();
+        let query = app.state.query.clone();
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = rt.spawn(app.serve(listener, None, async {
@@ -470,6 +492,9 @@ fn run_in_process(args: &BenchIngestArgs) -> anyhow::Result<()> {
             .filter(|(_, d)| *d > 0.0)
             .collect();
         let stored = rt.block_on(store.span_count())? - before;
+        // The index follows the store asynchronously: a rate the indexer
+        // could not sustain would show as a long wait here.
+        let index_wait = rt.block_on(index_catch_up(&query, &store))?;
         let _ = stop_tx.send(());
         let _ = rt.block_on(server);
         let db_bytes = crate::app::dir_size(&dir);
@@ -477,7 +502,7 @@ fn run_in_process(args: &BenchIngestArgs) -> anyhow::Result<()> {
             args,
             &o,
             cpu,
-            Some((stored, db_bytes)),
+            Some((stored, db_bytes, index_wait)),
             &threads,
             "in-process server, fresh data directory",
         )
@@ -492,7 +517,7 @@ fn report(
     args: &BenchIngestArgs,
     o: &Outcome,
     cpu: CpuTime,
-    stored: Option<(i64, u64)>,
+    stored: Option<(i64, u64, Duration)>,
     threads: &[(String, f64)],
     target: &str,
 ) -> anyhow::Result<()> {
@@ -558,11 +583,12 @@ fn report(
             ", senders only"
         }
     );
-    if let Some((n, db)) = stored {
+    if let Some((n, db, index_wait)) = stored {
         println!(
-            "  stored      {} spans in SQLite ({:.0} MB on disk)",
+            "  stored      {} spans in SQLite ({:.0} MB on disk); full-text index caught up {:.1} s after the last upload",
             fmt_int(n as u64),
-            db as f64 / 1e6
+            db as f64 / 1e6,
+            index_wait.as_secs_f64()
         );
         if n as usize != o.spans {
             anyhow::bail!("expected {} stored spans, found {n}", o.spans);
@@ -581,6 +607,7 @@ fn report(
                 "p50_ms": pct(0.5), "p99_ms": pct(0.99),
                 "bytes_sent": o.stats.bytes,
                 "stored_spans": stored.map(|s| s.0),
+                "index_catch_up_s": stored.map(|s| s.2.as_secs_f64()),
                 "thread_cpu_cores": threads
                     .iter()
                     .map(|(n, s)| (n.clone(), json!(s / wall)))
