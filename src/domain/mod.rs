@@ -8,6 +8,7 @@ mod assessment;
 pub mod chat;
 mod ids;
 mod scorer;
+pub mod searchable;
 pub mod semconv;
 mod span;
 mod trace;

@@ -34,7 +34,7 @@ use tantivy::schema::{
 use tantivy::{DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, Term};
 
 use crate::store::StoreError;
-use crate::store::index_feed::SpanText;
+use crate::store::index_feed::{CommittedSpans, SpanText};
 
 pub use extract::{FieldText, span_fields};
 pub use indexer::Indexer;
@@ -381,17 +381,34 @@ impl SearchIndex {
     pub fn add_spans(&self, spans: &[SpanText]) -> Result<()> {
         let guard = self.inner.writer.lock();
         let w = guard.as_ref().ok_or(IndexError::NoWriter)?;
-        let f = self.inner.fields;
         for s in spans {
-            let mut doc = tantivy::TantivyDocument::default();
-            doc.add_u64(f.span, s.id as u64);
-            doc.add_u64(f.trace, s.trace as u64);
-            for ft in span_fields(s) {
-                doc.add_text(f.text, &ft.text);
-            }
-            w.add_document(doc)?;
+            w.add_document(self.span_doc(s.id, s.trace, &span_fields(s)))?;
         }
         Ok(())
+    }
+
+    /// Adds one document per span the store handed on as it committed them,
+    /// skipping ids up to `after` (already indexed); not visible until
+    /// [`SearchIndex::commit`]. The same documents [`SearchIndex::add_spans`]
+    /// makes of those spans read back.
+    pub fn add_committed(&self, spans: &CommittedSpans, after: i64) -> Result<()> {
+        let guard = self.inner.writer.lock();
+        let w = guard.as_ref().ok_or(IndexError::NoWriter)?;
+        for (id, trace, fields) in spans.iter().filter(|s| s.0 > after) {
+            w.add_document(self.span_doc(id, trace, fields))?;
+        }
+        Ok(())
+    }
+
+    fn span_doc(&self, id: i64, trace: i64, fields: &[FieldText]) -> tantivy::TantivyDocument {
+        let f = self.inner.fields;
+        let mut doc = tantivy::TantivyDocument::default();
+        doc.add_u64(f.span, id as u64);
+        doc.add_u64(f.trace, trace as u64);
+        for ft in fields {
+            doc.add_text(f.text, &ft.text);
+        }
+        doc
     }
 
     /// Removes every document of these traces (at the next commit).

@@ -1,14 +1,62 @@
 //! What the full-text indexer reads from the store: span text in id order
-//! past a watermark, and tombstones of deleted traces.
+//! past a watermark, and tombstones of deleted traces; and what the store
+//! hands it as ingestion jobs commit ([`CommittedSpans`]), so that under
+//! load it need not read spans back, decompress and parse them again.
 //!
 //! Span ids are AUTOINCREMENT and assigned by the single writer, so every
 //! span committed after a watermark has a larger id: reading `id > w` in
-//! order never misses a committed span.
+//! order never misses a committed span. Committed spans are handed on in
+//! commit order, so they arrive in id order too; and when a job's spans
+//! arrive, every span with a smaller id is already committed (ids below
+//! them that no job handed on — another write path, a full inbox — can
+//! be read from SQLite then).
+
+use std::sync::Arc;
 
 use rusqlite::{Connection, params};
 use serde_json::Value;
 
 use super::{Result, Store};
+use crate::domain::searchable::FieldText;
+
+/// The spans one ingestion job committed, in id order, with the
+/// searchable text computed while the upload was prepared
+/// (`domain::searchable`, the same text [`SpanText`] yields).
+#[derive(Debug, Clone)]
+pub struct CommittedSpans {
+    /// Per prepared span (in the upload's order), its searchable fields.
+    pub(super) text: Arc<Vec<Vec<FieldText>>>,
+    /// `(spans.id, traces.id, index into text)`, ids increasing.
+    pub(super) spans: Vec<(i64, i64, u32)>,
+}
+
+impl CommittedSpans {
+    /// Smallest span id, or `None` when the job stored no new span.
+    pub fn first_id(&self) -> Option<i64> {
+        self.spans.first().map(|s| s.0)
+    }
+
+    /// Largest span id, or `None` when the job stored no new span.
+    pub fn last_id(&self) -> Option<i64> {
+        self.spans.last().map(|s| s.0)
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// `(spans.id, traces.id, searchable fields)` in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, i64, &[FieldText])> + '_ {
+        self.spans.iter().map(|&(id, trace, i)| {
+            let text = self.text.get(i as usize).map(Vec::as_slice).unwrap_or(&[]);
+            (id, trace, text)
+        })
+    }
+}
 
 /// The indexable parts of one span, as stored.
 #[derive(Debug, Clone)]
@@ -46,14 +94,24 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SpanText> {
     })
 }
 
-/// Up to `limit` spans with `id > after`, in id order.
-pub fn spans_after(conn: &Connection, after: i64, limit: usize) -> Result<Vec<SpanText>> {
+/// Up to `limit` spans with `after < id < before`, in id order.
+pub fn spans_between(
+    conn: &Connection,
+    after: i64,
+    before: i64,
+    limit: usize,
+) -> Result<Vec<SpanText>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM spans s WHERE s.id > ?1 ORDER BY s.id LIMIT ?2"
+        "SELECT {COLUMNS} FROM spans s WHERE s.id > ?1 AND s.id < ?2 ORDER BY s.id LIMIT ?3"
     ))?;
     Ok(stmt
-        .query_map(params![after, limit as i64], row)?
+        .query_map(params![after, before, limit as i64], row)?
         .collect::<rusqlite::Result<_>>()?)
+}
+
+/// Up to `limit` spans with `id > after`, in id order.
+pub fn spans_after(conn: &Connection, after: i64, limit: usize) -> Result<Vec<SpanText>> {
+    spans_between(conn, after, i64::MAX, limit)
 }
 
 /// Spans of the given traces, for highlighting.

@@ -154,6 +154,12 @@ pub struct TracesWritten {
 /// commit atomically with the data. A hook's error fails the whole job.
 pub type TraceHook = Arc<dyn Fn(&Connection, &TracesWritten) -> Result<()> + Send + Sync>;
 
+/// Told, on the writer thread and in commit order, of the spans each
+/// ingestion job committed, with their searchable text (see
+/// [`index_feed::CommittedSpans`]). It must only hand them on (a bounded
+/// channel's `try_send`): the writer waits for it.
+pub type SpanFollower = Arc<dyn Fn(index_feed::CommittedSpans) + Send + Sync>;
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -170,6 +176,8 @@ struct Inner {
     /// Registered once at start-up, read on every ingestion job; an RwLock
     /// because writes are rare and reads must not contend.
     hooks: parking_lot::RwLock<Vec<TraceHook>>,
+    /// The full-text indexer's inbox, once it starts.
+    follower: parking_lot::RwLock<Option<SpanFollower>>,
 }
 
 impl Store {
@@ -214,6 +222,7 @@ impl Store {
             readers,
             codec,
             hooks: parking_lot::RwLock::new(Vec::new()),
+            follower: parking_lot::RwLock::new(None),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -241,6 +250,17 @@ impl Store {
         self.inner.hooks.read().clone()
     }
 
+    /// Hands every ingestion job's committed spans to `f` from now on
+    /// (replacing an earlier follower): the indexer then need not read
+    /// them back from SQLite.
+    pub fn follow_spans(&self, f: SpanFollower) {
+        *self.inner.follower.write() = Some(f);
+    }
+
+    fn follower(&self) -> Option<SpanFollower> {
+        self.inner.follower.read().clone()
+    }
+
     /// Runs `f` inside the group-commit transaction; resolves after commit.
     /// `f` may run more than once (when another job of its transaction
     /// fails, the ones that succeeded run again): it must only write
@@ -250,7 +270,18 @@ impl Store {
         T: Send + 'static,
         F: Fn(&Connection) -> Result<T> + Send + 'static,
     {
-        self.inner.writer.submit(f).await
+        self.inner.writer.submit(f, None).await
+    }
+
+    /// [`Store::write`], then `after` on the writer thread once the result
+    /// is committed, before the caller hears of it and before any later
+    /// transaction (see `writer::AfterCommit`).
+    async fn write_then<T, F>(&self, f: F, after: writer::AfterCommit<T>) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.inner.writer.submit(f, Some(after)).await
     }
 
     /// [`Store::write`] for threads outside the async runtime.

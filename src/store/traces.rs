@@ -12,6 +12,7 @@ use super::rows::{
     self, SPAN_COLUMNS, TRACE_COLUMNS, events_to_json, span_from_row, trace_info_from_row,
 };
 use super::{Result, Store, StoreError};
+use crate::domain::searchable::{self, FieldText};
 use crate::domain::semconv::TraceHints;
 use crate::domain::{
     OtelTraceId, Span, SpanBatch, SpanStatusCode, TokenUsage, TraceId, TraceInfo, TraceState,
@@ -32,6 +33,9 @@ pub struct IngestOutcome {
     pub completed_traces: Vec<i64>,
     /// Internal ids of every trace that got at least one new span.
     pub touched_traces: Vec<i64>,
+    /// Every new span: `(spans.id, traces.id, index into the prepared
+    /// batch's searchable text)`, for the span follower.
+    pub new_spans: Vec<(i64, i64, u32)>,
 }
 
 fn run_hooks(
@@ -168,6 +172,8 @@ struct SpanRow {
     events: Option<Payload>,
     model: Option<String>,
     tokens: TokenUsage,
+    /// Index of its searchable text in [`PreparedBatch`]'s.
+    text: u32,
 }
 
 /// The attribute holding exactly `value`, if any: that attribute is then
@@ -245,6 +251,9 @@ struct TraceRows {
 #[derive(Debug, Clone, Default)]
 pub struct PreparedBatch {
     traces: Vec<TraceRows>,
+    /// Searchable text of each span, in the order spans were prepared: the
+    /// span follower (the indexer) gets it with the ids the spans got.
+    text: Arc<Vec<Vec<FieldText>>>,
 }
 
 impl PreparedBatch {
@@ -253,6 +262,7 @@ impl PreparedBatch {
         let mut index: HashMap<OtelTraceId, usize> = HashMap::new();
         let mut traces: Vec<TraceRows> = Vec::new();
         let mut seen: HashSet<(usize, [u8; 8])> = HashSet::with_capacity(spans.len());
+        let mut text = Vec::with_capacity(spans.len());
         for s in spans {
             let i = *index.entry(s.trace_id).or_insert_with(|| {
                 traces.push(TraceRows {
@@ -293,7 +303,15 @@ impl PreparedBatch {
                 });
             }
             let pack = |text: Option<String>| text.map(|t| codec.pack(t));
+            text.push(searchable::span_fields(
+                &s.name,
+                s.inputs.as_ref(),
+                s.outputs.as_ref(),
+                &s.events,
+                &s.status_message,
+            ));
             t.spans.push(SpanRow {
+                text: (text.len() - 1) as u32,
                 span_id: s.span_id.0,
                 parent_span_id: s.parent_span_id.map(|p| p.0),
                 status_message: (!s.status_message.is_empty()).then_some(s.status_message),
@@ -318,7 +336,10 @@ impl PreparedBatch {
                 t.min_start_ms = 0;
             }
         }
-        PreparedBatch { traces }
+        PreparedBatch {
+            traces,
+            text: Arc::new(text),
+        }
     }
 
     pub fn span_count(&self) -> usize {
@@ -360,7 +381,8 @@ pub fn ingest_prepared(
     Ok(out)
 }
 
-fn insert_span(conn: &Connection, trace: i64, s: &SpanRow) -> Result<bool> {
+/// Inserts a span unless its trace has it already; the new row's id.
+fn insert_span(conn: &Connection, trace: i64, s: &SpanRow) -> Result<Option<i64>> {
     let n = conn
         .prepare_cached(
             "INSERT INTO spans (trace, span_id, parent_span_id, name, span_type, kind, status_code,
@@ -392,7 +414,7 @@ fn insert_span(conn: &Connection, trace: i64, s: &SpanRow) -> Result<bool> {
             s.inputs_attr,
             s.outputs_attr,
         ])?;
-    Ok(n > 0)
+    Ok((n > 0).then(|| conn.last_insert_rowid()))
 }
 
 /// A trace seen for the first time: every span is new, so the trace row is
@@ -450,9 +472,11 @@ fn insert_new_trace(
     ])?;
     let id = conn.last_insert_rowid();
     for s in &t.spans {
-        insert_span(conn, id, s)?;
+        if let Some(span) = insert_span(conn, id, s)? {
+            out.new_spans.push((span, id, s.text));
+            out.spans_inserted += 1;
+        }
     }
-    out.spans_inserted += t.spans.len();
     out.touched_traces.push(id);
     {
         let mut tag = conn.prepare_cached(
@@ -495,10 +519,11 @@ fn merge_into_trace(
     let mut any_tokens = false;
     let mut root_inserted = false;
     for s in &t.spans {
-        if !insert_span(conn, row.id, s)? {
+        let Some(span) = insert_span(conn, row.id, s)? else {
             out.spans_duplicate += 1;
             continue;
-        }
+        };
+        out.new_spans.push((span, row.id, s.text));
         inserted += 1;
         any_tokens |= !s.tokens.is_empty();
         root_inserted |= s.parent_span_id.is_none();
@@ -982,21 +1007,34 @@ impl Store {
         batch: PreparedBatch,
     ) -> Result<IngestOutcome> {
         let hooks = self.hooks();
+        let text = batch.text.clone();
         // The caller keeps a reference so that the batch (thousands of
         // strings) is freed here, not on the writer thread.
         let batch = Arc::new(batch);
         let keep = batch.clone();
-        let out = self
-            .write(move |c| {
-                let out = ingest_prepared(c, experiment_id, &batch)?;
-                let written = super::TracesWritten {
-                    touched: out.touched_traces.clone(),
-                    completed: out.completed_traces.clone(),
+        let job = move |c: &Connection| {
+            let out = ingest_prepared(c, experiment_id, &batch)?;
+            let written = super::TracesWritten {
+                touched: out.touched_traces.clone(),
+                completed: out.completed_traces.clone(),
+            };
+            run_hooks(c, &hooks, &written)?;
+            Ok(out)
+        };
+        let out = match self.follower() {
+            Some(follow) => {
+                let tell = move |out: &IngestOutcome| {
+                    if !out.new_spans.is_empty() {
+                        follow(super::index_feed::CommittedSpans {
+                            text,
+                            spans: out.new_spans.clone(),
+                        });
+                    }
                 };
-                run_hooks(c, &hooks, &written)?;
-                Ok(out)
-            })
-            .await;
+                self.write_then(job, Box::new(tell)).await
+            }
+            None => self.write(job).await,
+        };
         drop(keep);
         self.train_payload_dictionary_if_due();
         out

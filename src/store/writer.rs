@@ -54,10 +54,16 @@ trait Job: Send {
     fn deliver(self: Box<Self>, commit: Result<()>);
 }
 
+/// Runs on the writer thread once a job's result is committed, before the
+/// caller is told and before the next transaction begins: whoever it tells
+/// hears of commits in commit order.
+pub(super) type AfterCommit<T> = Box<dyn FnOnce(&T) + Send>;
+
 /// A caller's closure, its last result and where to send it.
 struct Pending<T, F> {
     f: F,
     res: Option<Result<T>>,
+    after: Option<AfterCommit<T>>,
     done: oneshot::Sender<Result<T>>,
 }
 
@@ -84,7 +90,12 @@ where
         }
     }
     fn deliver(self: Box<Self>, commit: Result<()>) {
-        let Pending { f, res, done } = *self;
+        let Pending {
+            f,
+            res,
+            after,
+            done,
+        } = *self;
         // The closure goes before the caller is told, so that what it holds
         // (an upload's prepared batch: thousands of strings) is freed by the
         // caller's last reference, off the writer thread.
@@ -94,6 +105,9 @@ where
             (Ok(()), None) => Err(StoreError::Invalid("the write was not run".into())),
             (Err(e), _) => Err(e),
         };
+        if let (Ok(t), Some(after)) = (&out, after) {
+            after(t);
+        }
         // The caller may have gone away (client disconnected); the data is
         // committed regardless.
         let _ = done.send(out);
@@ -137,22 +151,32 @@ impl Writer {
         })
     }
 
-    fn job<T, F>(f: F) -> (Box<dyn Job>, oneshot::Receiver<Result<T>>)
+    fn job<T, F>(
+        f: F,
+        after: Option<AfterCommit<T>>,
+    ) -> (Box<dyn Job>, oneshot::Receiver<Result<T>>)
     where
         T: Send + 'static,
         F: Fn(&Connection) -> Result<T> + Send + 'static,
     {
         let (done, done_rx) = oneshot::channel();
-        let job = Pending { f, res: None, done };
+        let job = Pending {
+            f,
+            res: None,
+            after,
+            done,
+        };
         (Box::new(job), done_rx)
     }
 
-    pub(super) async fn submit<T, F>(&self, f: F) -> Result<T>
+    /// Queues `f` and resolves after its transaction commits; `after` (if
+    /// any) runs on the writer thread first (see [`AfterCommit`]).
+    pub(super) async fn submit<T, F>(&self, f: F, after: Option<AfterCommit<T>>) -> Result<T>
     where
         T: Send + 'static,
         F: Fn(&Connection) -> Result<T> + Send + 'static,
     {
-        let (job, done) = Self::job(f);
+        let (job, done) = Self::job(f, after);
         self.depth.fetch_add(1, Ordering::Relaxed);
         let sent = match self.tx.try_send(job) {
             Ok(()) => Ok(()),
@@ -177,7 +201,7 @@ impl Writer {
         T: Send + 'static,
         F: Fn(&Connection) -> Result<T> + Send + 'static,
     {
-        let (job, done) = Self::job(f);
+        let (job, done) = Self::job(f, None);
         self.depth.fetch_add(1, Ordering::Relaxed);
         if self.tx.blocking_send(job).is_err() {
             self.depth.fetch_sub(1, Ordering::Relaxed);
@@ -428,30 +452,51 @@ mod tests {
             .unwrap();
         let runs = Arc::new(AtomicUsize::new(0));
         let counted = runs.clone();
+        // After-commit hooks note what they were told, in the order told.
+        let told = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+        let hook = |name: &'static str| -> Option<AfterCommit<()>> {
+            let told = told.clone();
+            Some(Box::new(move |_| told.lock().push(name.to_string())))
+        };
+        let a_told = told.clone();
         // Returns the rows it sees: a re-run must report its own run.
-        let (a, a_rx) = Writer::job(move |c: &Connection| {
-            counted.fetch_add(1, Ordering::Relaxed);
-            c.execute("INSERT INTO t (x) VALUES ('a')", [])?;
-            Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))?)
-        });
+        let (a, a_rx) = Writer::job(
+            move |c: &Connection| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                c.execute("INSERT INTO t (x) VALUES ('a')", [])?;
+                Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))?)
+            },
+            Some(Box::new(move |n: &i64| {
+                a_told.lock().push(format!("a:{n}"))
+            })),
+        );
         // Writes, then fails: its write must not survive.
         let failing = |name: &'static str| {
-            Writer::job(move |c: &Connection| {
-                c.execute("INSERT INTO t (x) VALUES (?1)", [name])?;
-                c.execute("INSERT INTO t (x) VALUES ('a')", [])?;
-                Ok(())
-            })
+            Writer::job(
+                move |c: &Connection| {
+                    c.execute("INSERT INTO t (x) VALUES (?1)", [name])?;
+                    c.execute("INSERT INTO t (x) VALUES ('a')", [])?;
+                    Ok(())
+                },
+                hook(name),
+            )
         };
         let (b, b_rx) = failing("b");
-        let (c, c_rx) = Writer::job(|c: &Connection| {
-            c.execute("INSERT INTO t (x) VALUES ('c')", [])?;
-            Ok(())
-        });
+        let (c, c_rx) = Writer::job(
+            |c: &Connection| {
+                c.execute("INSERT INTO t (x) VALUES ('c')", [])?;
+                Ok(())
+            },
+            hook("c"),
+        );
         let (d, d_rx) = failing("d");
-        let (e, e_rx) = Writer::job(|c: &Connection| {
-            c.execute("INSERT INTO t (x) VALUES ('e')", [])?;
-            Ok(())
-        });
+        let (e, e_rx) = Writer::job(
+            |c: &Connection| {
+                c.execute("INSERT INTO t (x) VALUES ('e')", [])?;
+                Ok(())
+            },
+            hook("e"),
+        );
         let delivered = run_batch(&conn, vec![a, b, c, d, e]);
         let committed: Vec<bool> = delivered.iter().map(|(ok, _)| *ok).collect();
         for (_, deliver) in delivered {
@@ -468,6 +513,9 @@ mod tests {
         assert!(d_rx.blocking_recv().unwrap().is_err());
         assert!(e_rx.blocking_recv().unwrap().is_ok());
         assert_eq!(committed.iter().filter(|ok| **ok).count(), 3);
+        // Only committed jobs' hooks ran, in commit order, with the result
+        // of the run that committed.
+        assert_eq!(*told.lock(), ["a:1", "c", "e"]);
         let rows: Vec<String> = conn
             .prepare("SELECT x FROM t ORDER BY x")
             .unwrap()
@@ -496,13 +544,16 @@ mod tests {
             )
             .unwrap();
         let insert = |x: &'static str, bytes: usize| {
-            Writer::job(move |c: &Connection| {
-                c.execute(
-                    "INSERT INTO t (x, pad) VALUES (?1, zeroblob(?2))",
-                    rusqlite::params![x, bytes as i64],
-                )?;
-                Ok(())
-            })
+            Writer::job(
+                move |c: &Connection| {
+                    c.execute(
+                        "INSERT INTO t (x, pad) VALUES (?1, zeroblob(?2))",
+                        rusqlite::params![x, bytes as i64],
+                    )?;
+                    Ok(())
+                },
+                None,
+            )
         };
         let (before, before_rx) = insert("before", 10);
         let (full, full_rx) = insert("full", 1 << 20);
