@@ -18,9 +18,18 @@ use crate::domain::{Assessment, Span, TraceInfo};
 /// Approximate serialized size in bytes and nesting depth of a JSON value
 /// (scalars are depth 0), computed without recursion or allocation per node.
 pub fn measure(v: &Value) -> (usize, usize) {
+    // Most attribute values are scalars: no stack for them (this runs on
+    // every attribute of every span uploaded).
+    match v {
+        Value::Null | Value::Bool(_) => return (5, 0),
+        Value::Number(_) => return (8, 0),
+        Value::String(s) => return (s.len() + 2, 0),
+        Value::Array(_) | Value::Object(_) => {}
+    }
     let mut size = 0usize;
     let mut deepest = 0usize;
-    let mut stack: Vec<(&Value, usize)> = vec![(v, 0)];
+    let mut stack: Vec<(&Value, usize)> = Vec::with_capacity(16);
+    stack.push((v, 0));
     while let Some((v, depth)) = stack.pop() {
         deepest = deepest.max(depth);
         match v {

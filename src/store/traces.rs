@@ -191,8 +191,29 @@ fn attr_holding<'a>(attrs: &'a Map<String, Value>, value: Option<&Value>) -> Opt
     }
     attrs
         .iter()
-        .find(|(_, a)| std::mem::discriminant(*a) == std::mem::discriminant(v) && *a == v)
+        .find(|(_, a)| same_value(a, v))
         .map(|(k, _)| k.as_str())
+}
+
+/// `a == b` for values where one is a clone of the other (the case worth
+/// finding), without hashing: objects compare entry by entry in order, so
+/// equal objects with their keys in another order count as different —
+/// the attribute is then merely stored twice.
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((ka, va), (kb, vb))| ka == kb && same_value(va, vb))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(p, q))
+        }
+        (Value::String(x), Value::String(y)) => x == y,
+        (Value::Object(_) | Value::Array(_) | Value::String(_), _) => false,
+        _ => a == b,
+    }
 }
 
 /// Compact JSON text of a value.
@@ -1146,6 +1167,25 @@ mod tests {
         super::super::migrate::apply(&mut conn, &path).unwrap();
         super::super::functions::register(&conn, &Arc::new(Codec::default())).unwrap();
         (dir, conn)
+    }
+
+    #[test]
+    fn same_value_is_equality_for_clones_and_never_a_false_match() {
+        let v = json!({"messages": [{"role": "user", "content": "hi", "n": 1.5}], "k": null});
+        assert!(same_value(&v.clone(), &v));
+        assert!(same_value(&json!("text"), &json!("text")));
+        assert!(same_value(&json!(3), &json!(3)));
+        for other in [
+            json!({"k": null, "messages": [{"role": "user", "content": "hi", "n": 1.5}]}),
+            json!({"messages": [{"role": "user", "content": "hi", "n": 1.6}], "k": null}),
+            json!({"messages": [{"role": "user", "content": "hi"}], "k": null}),
+            json!({"messages": [], "k": null}),
+            json!([v.clone()]),
+            json!(v.to_string()),
+        ] {
+            assert!(!same_value(&other, &v), "{other}");
+            assert!(!same_value(&v, &other), "{other}");
+        }
     }
 
     #[test]
