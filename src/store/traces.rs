@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Statement, params};
 use serde_json::{Map, Value};
 
 use super::payload::{Codec, Payload};
@@ -113,10 +113,15 @@ struct TraceRow {
     tokens_from_info: bool,
 }
 
+const FIND_TRACE_ROW: &str =
+    "SELECT id, info_finalized, tokens_from_info FROM traces WHERE trace_id = ?1";
+
 fn find_trace_row(conn: &Connection, trace_id: &str) -> Result<Option<TraceRow>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, info_finalized, tokens_from_info FROM traces WHERE trace_id = ?1",
-    )?;
+    let mut stmt = conn.prepare_cached(FIND_TRACE_ROW)?;
+    find_trace_row_with(&mut stmt, trace_id)
+}
+
+fn find_trace_row_with(stmt: &mut Statement<'_>, trace_id: &str) -> Result<Option<TraceRow>> {
     Ok(stmt
         .query_row([trace_id], |r| {
             Ok(TraceRow {
@@ -388,13 +393,15 @@ pub fn ingest_prepared(
     let now = now_ms();
     let mut out = IngestOutcome::default();
     let mut inserted = Vec::new();
+    let mut st = IngestStatements::new(conn)?;
     for t in &batch.traces {
-        match find_trace_row(conn, &t.trace_id)? {
+        match find_trace_row_with(&mut st.find_trace, &t.trace_id)? {
             None => {
-                let request_time = insert_new_trace(conn, experiment_id, t, now, &mut out)?;
+                let request_time =
+                    insert_new_trace(conn, &mut st, experiment_id, t, now, &mut out)?;
                 inserted.push((experiment_id, request_time));
             }
-            Some(row) => merge_into_trace(conn, &row, t, now, &mut out)?,
+            Some(row) => merge_into_trace(conn, &mut st, &row, t, now, &mut out)?,
         }
         out.traces += 1;
     }
@@ -402,39 +409,78 @@ pub fn ingest_prepared(
     Ok(out)
 }
 
+/// The statements an ingestion job runs per trace and per span, taken from
+/// the connection's statement cache once per job: each lookup hashes the
+/// statement's text and each return resets it, a few percent of the
+/// writer's time when done for every one of an upload's hundreds of spans.
+struct IngestStatements<'c> {
+    find_trace: CachedStatement<'c>,
+    insert_trace: CachedStatement<'c>,
+    insert_span: CachedStatement<'c>,
+    insert_tag: CachedStatement<'c>,
+    insert_metadata: CachedStatement<'c>,
+}
+
+impl<'c> IngestStatements<'c> {
+    fn new(conn: &'c Connection) -> Result<Self> {
+        Ok(IngestStatements {
+            find_trace: conn.prepare_cached(FIND_TRACE_ROW)?,
+            insert_trace: conn.prepare_cached(
+                "INSERT INTO traces (trace_id, experiment_id, request_time, execution_time, state,
+                     name, request_preview, response_preview, session_id, user_id, input_tokens,
+                     output_tokens, total_tokens, span_count, has_root, last_update)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?,
+            insert_span: conn.prepare_cached(
+                "INSERT INTO spans (trace, span_id, parent_span_id, name, span_type, kind,
+                     status_code, status_message, start_ns, end_ns, inputs, outputs, attributes,
+                     events, model, input_tokens, output_tokens, total_tokens, inputs_attr,
+                     outputs_attr)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                         ?17, ?18, ?19, ?20)
+                 ON CONFLICT (trace, span_id) DO NOTHING",
+            )?,
+            insert_tag: conn.prepare_cached(
+                "INSERT INTO trace_tags (trace, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+            )?,
+            insert_metadata: conn.prepare_cached(
+                "INSERT INTO trace_metadata (trace, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+            )?,
+        })
+    }
+}
+
 /// Inserts a span unless its trace has it already; the new row's id.
-fn insert_span(conn: &Connection, trace: i64, s: &SpanRow) -> Result<Option<i64>> {
-    let n = conn
-        .prepare_cached(
-            "INSERT INTO spans (trace, span_id, parent_span_id, name, span_type, kind, status_code,
-                 status_message, start_ns, end_ns, inputs, outputs, attributes, events, model,
-                 input_tokens, output_tokens, total_tokens, inputs_attr, outputs_attr)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                     ?18, ?19, ?20)
-             ON CONFLICT (trace, span_id) DO NOTHING",
-        )?
-        .execute(params![
-            trace,
-            &s.span_id[..],
-            s.parent_span_id.as_ref().map(|p| &p[..]),
-            s.name,
-            s.span_type,
-            s.kind,
-            s.status.as_i64(),
-            s.status_message,
-            s.start_ns,
-            s.end_ns,
-            s.inputs,
-            s.outputs,
-            s.attributes,
-            s.events,
-            s.model,
-            s.tokens.input,
-            s.tokens.output,
-            s.tokens.total,
-            s.inputs_attr,
-            s.outputs_attr,
-        ])?;
+fn insert_span(
+    conn: &Connection,
+    st: &mut IngestStatements<'_>,
+    trace: i64,
+    s: &SpanRow,
+) -> Result<Option<i64>> {
+    let n = st.insert_span.execute(params![
+        trace,
+        &s.span_id[..],
+        s.parent_span_id.as_ref().map(|p| &p[..]),
+        s.name,
+        s.span_type,
+        s.kind,
+        s.status.as_i64(),
+        s.status_message,
+        s.start_ns,
+        s.end_ns,
+        s.inputs,
+        s.outputs,
+        s.attributes,
+        s.events,
+        s.model,
+        s.tokens.input,
+        s.tokens.output,
+        s.tokens.total,
+        s.inputs_attr,
+        s.outputs_attr,
+    ])?;
     Ok((n > 0).then(|| conn.last_insert_rowid()))
 }
 
@@ -443,6 +489,7 @@ fn insert_span(conn: &Connection, trace: i64, s: &SpanRow) -> Result<Option<i64>
 /// computed here instead of being inserted and then updated.
 fn insert_new_trace(
     conn: &Connection,
+    st: &mut IngestStatements<'_>,
     experiment_id: i64,
     t: &TraceRows,
     now: i64,
@@ -465,13 +512,7 @@ fn insert_new_trace(
     let (session, user) = (pick(tag_keys::SESSION), pick(tag_keys::USER));
     let root = t.root.as_ref();
     let request_time = root.map(|r| r.start_ms).unwrap_or(t.min_start_ms);
-    conn.prepare_cached(
-        "INSERT INTO traces (trace_id, experiment_id, request_time, execution_time, state, name,
-             request_preview, response_preview, session_id, user_id, input_tokens, output_tokens,
-             total_tokens, span_count, has_root, last_update)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-    )?
-    .execute(params![
+    st.insert_trace.execute(params![
         t.trace_id,
         experiment_id,
         request_time,
@@ -493,33 +534,26 @@ fn insert_new_trace(
     ])?;
     let id = conn.last_insert_rowid();
     for s in &t.spans {
-        if let Some(span) = insert_span(conn, id, s)? {
+        if let Some(span) = insert_span(conn, st, id, s)? {
             out.new_spans.push((span, id, s.text));
             out.spans_inserted += 1;
         }
     }
     out.touched_traces.push(id);
-    {
-        let mut tag = conn.prepare_cached(
-            "INSERT INTO trace_tags (trace, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-        )?;
-        tag.execute(params![
-            id,
-            tag_keys::SPANS_LOCATION,
-            tag_keys::TRACKING_STORE
-        ])?;
-        if let Some(r) = root {
-            tag.execute(params![id, tag_keys::TRACE_NAME, r.name])?;
-        }
-        for (k, v) in &t.hints.tags {
-            tag.execute(params![id, k, v])?;
-        }
-        let mut md = conn.prepare_cached(
-            "INSERT INTO trace_metadata (trace, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-        )?;
-        for (k, v) in &t.hints.metadata {
-            md.execute(params![id, k, v])?;
-        }
+    st.insert_tag.execute(params![
+        id,
+        tag_keys::SPANS_LOCATION,
+        tag_keys::TRACKING_STORE
+    ])?;
+    if let Some(r) = root {
+        st.insert_tag
+            .execute(params![id, tag_keys::TRACE_NAME, r.name])?;
+    }
+    for (k, v) in &t.hints.tags {
+        st.insert_tag.execute(params![id, k, v])?;
+    }
+    for (k, v) in &t.hints.metadata {
+        st.insert_metadata.execute(params![id, k, v])?;
     }
     if root.is_some() {
         out.completed_traces.push(id);
@@ -531,6 +565,7 @@ fn insert_new_trace(
 /// client-sent trace info).
 fn merge_into_trace(
     conn: &Connection,
+    st: &mut IngestStatements<'_>,
     row: &TraceRow,
     t: &TraceRows,
     now: i64,
@@ -540,7 +575,7 @@ fn merge_into_trace(
     let mut any_tokens = false;
     let mut root_inserted = false;
     for s in &t.spans {
-        let Some(span) = insert_span(conn, row.id, s)? else {
+        let Some(span) = insert_span(conn, st, row.id, s)? else {
             out.spans_duplicate += 1;
             continue;
         };
@@ -574,10 +609,7 @@ fn merge_into_trace(
     if !t.hints.is_empty() {
         apply_hints(conn, row.id, &t.hints)?;
     }
-    conn.prepare_cached(
-        "INSERT INTO trace_tags (trace, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-    )?
-    .execute(params![
+    st.insert_tag.execute(params![
         row.id,
         tag_keys::SPANS_LOCATION,
         tag_keys::TRACKING_STORE
