@@ -44,9 +44,12 @@ const MIN_PASS_INTERVAL: Duration = Duration::from_secs(1);
 /// Catch-ups larger than this show a progress bar.
 const PROGRESS_MIN: i64 = 20_000;
 /// Ingestion jobs waiting in the inbox at most (an OTLP upload is one job
-/// of up to a few thousand spans). When it is full the store's hand-off is
-/// dropped and the next pass reads those spans from SQLite instead.
-const INBOX_JOBS: usize = 64;
+/// of up to a few thousand spans; 512 spans' text is about 0.6 MB). When
+/// it is full the store's hand-off is dropped and the next pass reads those
+/// spans from SQLite instead. 32 covers a pass's tantivy commit under
+/// sustained OTLP load (about 55 uploads/s) with room to spare, and bounds
+/// what a stalled indexer holds to some 20 MB.
+const INBOX_JOBS: usize = 32;
 /// Longest wait for the inbox before checking `stop` and the pass timer.
 const POLL: Duration = Duration::from_millis(250);
 
