@@ -44,6 +44,27 @@ pub struct RawSpan {
     pub events: Vec<SpanEvent>,
 }
 
+#[cfg(test)]
+impl RawSpan {
+    /// For tests: a finished OK span `s{id}` (id `[id; 8]`) of trace
+    /// `[trace; 16]`, child of `[parent; 8]` if given, with `attrs`.
+    pub fn sample(trace: u8, id: u8, parent: Option<u8>, attrs: Value) -> RawSpan {
+        RawSpan {
+            trace_id: OtelTraceId([trace; 16]),
+            span_id: OtelSpanId([id; 8]),
+            parent_span_id: parent.map(|p| OtelSpanId([p; 8])),
+            name: format!("s{id}"),
+            kind: 0,
+            status: SpanStatusCode::Ok,
+            status_message: String::new(),
+            start_ns: 1_000_000_000 + id as i64,
+            end_ns: Some(2_000_000_000),
+            attributes: attrs.as_object().cloned().unwrap_or_default(),
+            events: vec![],
+        }
+    }
+}
+
 /// Trace-level facts found on spans (OTLP senders have no other channel).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TraceHints {

@@ -342,26 +342,14 @@ fn run(
 mod tests {
     use super::*;
     use crate::domain::semconv::RawSpan;
-    use crate::domain::{OtelSpanId, OtelTraceId, SpanBatch, SpanEvent, SpanStatusCode, TraceId};
+    use crate::domain::{OtelTraceId, SpanBatch, SpanEvent, SpanStatusCode, TraceId};
     use crate::index::TextQuery;
     use crate::store::StoreOptions;
     use crate::store::traces::DeleteTraces;
     use serde_json::{Value, json};
 
     fn raw(trace: u8, id: u8, parent: Option<u8>, attrs: Value) -> RawSpan {
-        RawSpan {
-            trace_id: OtelTraceId([trace; 16]),
-            span_id: OtelSpanId([id; 8]),
-            parent_span_id: parent.map(|p| OtelSpanId([p; 8])),
-            name: format!("step{id}"),
-            kind: 0,
-            status: SpanStatusCode::Ok,
-            status_message: String::new(),
-            start_ns: 1_000_000_000 + id as i64,
-            end_ns: Some(2_000_000_000),
-            attributes: attrs.as_object().cloned().unwrap_or_default(),
-            events: vec![],
-        }
+        RawSpan::sample(trace, id, parent, attrs)
     }
 
     /// One trace whose spans take every route to searchable text: MLflow

@@ -363,32 +363,9 @@ mod tests {
     #[derive(Clone)]
     struct RawWords;
 
-    struct RawStream {
-        tokens: std::vec::IntoIter<Token>,
-        current: Token,
-    }
-
-    impl TokenStream for RawStream {
-        fn advance(&mut self) -> bool {
-            match self.tokens.next() {
-                Some(t) => {
-                    self.current = t;
-                    true
-                }
-                None => false,
-            }
-        }
-        fn token(&self) -> &Token {
-            &self.current
-        }
-        fn token_mut(&mut self) -> &mut Token {
-            &mut self.current
-        }
-    }
-
     impl Tokenizer for RawWords {
-        type TokenStream<'a> = RawStream;
-        fn token_stream<'a>(&'a mut self, text: &'a str) -> RawStream {
+        type TokenStream<'a> = WordStream<'a>;
+        fn token_stream<'a>(&'a mut self, text: &'a str) -> WordStream<'a> {
             let tokens = if text.is_ascii() {
                 let mut out = Vec::new();
                 let mut at = 0;
@@ -406,8 +383,11 @@ mod tests {
             } else {
                 unicode_tokens(text)
             };
-            RawStream {
-                tokens: tokens.into_iter(),
+            // The replaying path of the fused stream, with words as found.
+            WordStream {
+                text,
+                tokens: Some(tokens),
+                at: 0,
                 current: Token::default(),
             }
         }

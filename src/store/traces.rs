@@ -1173,23 +1173,10 @@ impl Store {
 mod tests {
     use super::*;
     use crate::domain::semconv::{RawSpan, keys};
-    use crate::domain::{OtelSpanId, SpanStatusCode};
     use serde_json::json;
 
     fn raw(id: u8, parent: Option<u8>, attrs: Value) -> RawSpan {
-        RawSpan {
-            trace_id: OtelTraceId([9; 16]),
-            span_id: OtelSpanId([id; 8]),
-            parent_span_id: parent.map(|p| OtelSpanId([p; 8])),
-            name: format!("s{id}"),
-            kind: 0,
-            status: SpanStatusCode::Ok,
-            status_message: String::new(),
-            start_ns: 1_000_000_000 + id as i64,
-            end_ns: Some(2_000_000_000),
-            attributes: attrs.as_object().cloned().unwrap_or_default(),
-            events: vec![],
-        }
+        RawSpan::sample(9, id, parent, attrs)
     }
 
     fn open() -> (tempfile::TempDir, Connection) {
