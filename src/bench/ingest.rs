@@ -563,6 +563,16 @@ fn report(
         o.senders_cpu.total() / wall,
         server_cpu / wall,
     );
+    // Steadier than the rate from run to run on a shared machine: the
+    // figure to compare builds by (50,000 spans/s on 2 cores is 40 µs).
+    // Only in-process: against --url this process runs the senders alone.
+    let per_span = stored.is_some().then(|| server_cpu / o.spans as f64 * 1e6);
+    if let Some(us) = per_span {
+        println!(
+            "  per span    {us:.1} µs of server CPU ({:.1} µs with the senders')",
+            cpu.total() / o.spans as f64 * 1e6,
+        );
+    }
     if !threads.is_empty() {
         // Which thread bounds throughput: the writer near 1.00 means SQLite
         // is the limit; all threads together near the core count, the CPU.
@@ -602,6 +612,7 @@ fn report(
                 "wall_s": wall, "spans_per_s": rate,
                 "cpu_user_s": cpu.user, "cpu_sys_s": cpu.sys,
                 "cpu_cores": cpu.total() / wall,
+                "server_cpu_us_per_span": per_span,
                 "sender_cpu_cores": o.senders_cpu.total() / wall,
                 "peak_rss_bytes": rss,
                 "p50_ms": pct(0.5), "p99_ms": pct(0.99),
