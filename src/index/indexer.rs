@@ -95,6 +95,20 @@ impl Position {
         Ok(())
     }
 
+    /// Reads from SQLite and adds up to [`BATCH`] spans with ids past what
+    /// it has added and below `before`; how many.
+    fn read_batch(&mut self, index: &SearchIndex, store: &Store, before: i64) -> Result<usize> {
+        let after = self.added;
+        let batch =
+            store.read_blocking(move |c| index_feed::spans_between(c, after, before, BATCH))?;
+        if let Some(last) = batch.last() {
+            index.add_spans(&batch)?;
+            self.added = last.id;
+            self.uncommitted += batch.len();
+        }
+        Ok(batch.len())
+    }
+
     /// Adds one job's committed spans, first reading from SQLite the spans
     /// committed before them that were not handed on (every span with a
     /// smaller id is committed by then: ids follow commit order). Returns
@@ -114,25 +128,17 @@ impl Position {
         let mut added = 0;
         if first > self.added + 1 {
             loop {
-                let after = self.added;
-                let gap = store
-                    .read_blocking(move |c| index_feed::spans_between(c, after, first, BATCH))?;
-                if let Some(l) = gap.last() {
-                    index.add_spans(&gap)?;
-                    self.added = l.id;
-                    added += gap.len();
-                }
-                if gap.len() < BATCH {
+                let n = self.read_batch(index, store, first)?;
+                added += n;
+                if n < BATCH {
                     break;
                 }
             }
         }
-        let after = self.added;
-        index.add_committed(job, after)?;
-        added += job.iter().filter(|s| s.0 > after).count();
+        let handed = index.add_committed(job, self.added)?;
         self.added = last;
-        self.uncommitted += added;
-        Ok(added)
+        self.uncommitted += handed;
+        Ok(added + handed)
     }
 
     /// [`Position::add_job`] for every job waiting in the inbox.
@@ -191,15 +197,13 @@ fn pass(
         if stop.is_some_and(|s| s.load(Ordering::Acquire)) {
             break;
         }
-        let after = pos.added;
-        let batch = store.read_blocking(move |c| index_feed::spans_after(c, after, BATCH))?;
-        let Some(last) = batch.last() else { break };
-        pos.added = last.id;
-        index.add_spans(&batch)?;
-        pass.spans += batch.len();
-        pos.uncommitted += batch.len();
+        let n = pos.read_batch(index, store, i64::MAX)?;
+        if n == 0 {
+            break;
+        }
+        pass.spans += n;
         if let Some(b) = &bar {
-            b.inc(batch.len() as u64);
+            b.inc(n as u64);
         }
         if pos.uncommitted >= COMMIT_EVERY {
             pos.commit(index)?;
@@ -435,7 +439,7 @@ mod tests {
         // A retried upload: nothing new, nothing handed on.
         store.ingest_spans(0, varied(1, "parcel")).await.unwrap();
         let stored = store
-            .read_blocking(|c| index_feed::spans_after(c, 0, 100))
+            .read_blocking(|c| index_feed::spans_between(c, 0, i64::MAX, 100))
             .unwrap();
         let jobs = got.lock().clone();
         assert_eq!(jobs.len(), 1);

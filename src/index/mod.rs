@@ -390,14 +390,16 @@ impl SearchIndex {
     /// Adds one document per span the store handed on as it committed them,
     /// skipping ids up to `after` (already indexed); not visible until
     /// [`SearchIndex::commit`]. The same documents [`SearchIndex::add_spans`]
-    /// makes of those spans read back.
-    pub fn add_committed(&self, spans: &CommittedSpans, after: i64) -> Result<()> {
+    /// makes of those spans read back. Returns how many it added.
+    pub fn add_committed(&self, spans: &CommittedSpans, after: i64) -> Result<usize> {
         let guard = self.inner.writer.lock();
         let w = guard.as_ref().ok_or(IndexError::NoWriter)?;
+        let mut added = 0;
         for (id, trace, fields) in spans.iter().filter(|s| s.0 > after) {
             w.add_document(self.span_doc(id, trace, fields))?;
+            added += 1;
         }
-        Ok(())
+        Ok(added)
     }
 
     fn span_doc(&self, id: i64, trace: i64, fields: &[FieldText]) -> tantivy::TantivyDocument {

@@ -41,14 +41,6 @@ impl CommittedSpans {
         self.spans.last().map(|s| s.0)
     }
 
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
-    }
-
     /// `(spans.id, traces.id, searchable fields)` in id order.
     pub fn iter(&self) -> impl Iterator<Item = (i64, i64, &[FieldText])> + '_ {
         self.spans.iter().map(|&(id, trace, i)| {
@@ -107,11 +99,6 @@ pub fn spans_between(
     Ok(stmt
         .query_map(params![after, before, limit as i64], row)?
         .collect::<rusqlite::Result<_>>()?)
-}
-
-/// Up to `limit` spans with `id > after`, in id order.
-pub fn spans_after(conn: &Connection, after: i64, limit: usize) -> Result<Vec<SpanText>> {
-    spans_between(conn, after, i64::MAX, limit)
 }
 
 /// Spans of the given traces, for highlighting.
