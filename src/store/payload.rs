@@ -468,28 +468,21 @@ mod tests {
     }
 
     fn upload(trace: u32, spans: u8) -> crate::domain::SpanBatch {
+        use crate::domain::OtelTraceId;
         use crate::domain::semconv::RawSpan;
-        use crate::domain::{OtelSpanId, OtelTraceId, SpanStatusCode};
         let mut tid = [0u8; 16];
         tid[..4].copy_from_slice(&trace.to_be_bytes());
-        let raw = (0..spans).map(|i| RawSpan {
-            trace_id: OtelTraceId(tid),
-            span_id: OtelSpanId([i + 1; 8]),
-            parent_span_id: (i > 0).then_some(OtelSpanId([1; 8])),
-            name: format!("span {i}"),
-            kind: 0,
-            status: SpanStatusCode::Ok,
-            status_message: String::new(),
-            start_ns: 1_000_000_000 + i as i64,
-            end_ns: Some(2_000_000_000),
-            attributes: serde_json::json!({
+        let raw = (0..spans).map(|i| {
+            let attrs = serde_json::json!({
                 "mlflow.spanInputs": chat(trace as usize * 10 + i as usize),
                 "mlflow.spanOutputs": {"answer": chat(trace as usize + 7)},
-            })
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-            events: vec![],
+            });
+            RawSpan {
+                trace_id: OtelTraceId(tid),
+                name: format!("span {i}"),
+                start_ns: 1_000_000_000 + i as i64,
+                ..RawSpan::sample(0, i + 1, (i > 0).then_some(1), attrs)
+            }
         });
         crate::domain::SpanBatch::from_raw(raw)
     }
