@@ -19,6 +19,10 @@
 //! - [`TAG_PLAIN`]: a zstd frame made without a dictionary;
 //! - [`TAG_DICT`]: the dictionary's id (u32, little endian), then the frame.
 //!
+//! The trace previews a root span sets (`traces.request_preview` and
+//! `response_preview`) are packed the same way: uncompressed they were a
+//! third of the database under OTLP load.
+//!
 //! Reads go through the SQL function `tb_text(x)` (registered on every
 //! connection, see `functions`): TEXT comes back as is, a blob decompressed.
 //! Every query that reads or filters on these columns wraps them in it, so

@@ -13,7 +13,8 @@ use crate::domain::{
 
 /// Columns of `traces` read by [`trace_info_from_row`], in order.
 pub(super) const TRACE_COLUMNS: &str = "t.id, t.trace_id, t.experiment_id, t.client_request_id, \
-     t.request_time, t.execution_time, t.state, t.request_preview, t.response_preview, \
+     t.request_time, t.execution_time, t.state, tb_text(t.request_preview), \
+     tb_text(t.response_preview), \
      t.input_tokens, t.output_tokens, t.total_tokens";
 
 /// A trace row without its tags, metadata and assessments; `id` is the

@@ -256,8 +256,10 @@ struct RootFacts {
     start_ms: i64,
     execution_ms: Option<i64>,
     state: TraceState,
-    request_preview: Option<String>,
-    response_preview: Option<String>,
+    /// Compressed like span payloads: two previews of up to 1,000
+    /// characters were a third of the database's bytes under OTLP load.
+    request_preview: Option<Payload>,
+    response_preview: Option<Payload>,
 }
 
 /// The spans of one trace in an upload, encoded.
@@ -324,8 +326,14 @@ impl PreparedBatch {
                         _ if s.end_ns.is_some() => TraceState::Ok,
                         _ => TraceState::InProgress,
                     },
-                    request_preview: s.inputs.as_ref().map(|v| preview_of(v, inputs.as_ref())),
-                    response_preview: s.outputs.as_ref().map(|v| preview_of(v, outputs.as_ref())),
+                    request_preview: s
+                        .inputs
+                        .as_ref()
+                        .map(|v| codec.pack(preview_of(v, inputs.as_ref()))),
+                    response_preview: s
+                        .outputs
+                        .as_ref()
+                        .map(|v| codec.pack(preview_of(v, outputs.as_ref()))),
                 });
             }
             let pack = |text: Option<String>| text.map(|t| codec.pack(t));
@@ -1208,6 +1216,32 @@ mod tests {
     }
 
     #[test]
+    fn long_previews_are_stored_compressed_and_read_back_cut() {
+        let (_dir, conn) = open();
+        let question: String = "où est ma commande ? ".repeat(80); // 1,680 chars
+        let answer = json!({"answer": "shipped on monday ".repeat(10)});
+        let root = raw(
+            1,
+            None,
+            json!({"mlflow.spanInputs": question, "mlflow.spanOutputs": answer}),
+        );
+        ingest_spans(&conn, &Codec::default(), 0, SpanBatch::from_raw([root])).unwrap();
+        let stored: (String, String) = conn
+            .query_row(
+                "SELECT typeof(request_preview), typeof(response_preview) FROM traces",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(stored, ("blob".to_string(), "blob".to_string()));
+        let id = TraceId::from_otel(OtelTraceId([9; 16])).into_string();
+        let info = get_trace_info(&conn, &id).unwrap();
+        let want: String = question.chars().take(PREVIEW_MAX_CHARS).collect();
+        assert_eq!(info.request_preview.as_deref(), Some(want.as_str()));
+        assert_eq!(info.response_preview, Some(answer.to_string()));
+    }
+
+    #[test]
     fn values_stored_once_come_back_as_attributes() {
         let (_dir, conn) = open();
         let input = json!({"messages": [{"role": "user", "content": "a question long enough"}]});
@@ -1336,6 +1370,13 @@ mod tests {
         assert_eq!(a.session_id(), Some("s"));
         assert_eq!(a.request_preview, b.request_preview);
         assert_eq!(a.request_preview.as_deref(), Some("{\"q\":1}"));
+        // Too short to be worth compressing.
+        let kind: String = one
+            .query_row("SELECT typeof(request_preview) FROM traces", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(kind, "text");
         let session: Option<String> = one
             .query_row("SELECT session_id FROM traces", [], |r| r.get(0))
             .unwrap();
