@@ -645,7 +645,7 @@ pub fn generate(store: &Store, exp: i64, from: usize, n: usize, seed: u64) -> an
                     hints: HashMap::new(),
                 };
                 (
-                    TraceUpsert { info },
+                    TraceUpsert::new(info, store.codec()),
                     PreparedBatch::new(batch, store.codec()),
                 )
             })

@@ -268,7 +268,7 @@ async fn import_one(store: &Store, t: trace_file::ParsedTrace) -> anyhow::Result
         .is_some_and(|v| v == "true");
     if client_sent || !had_spans {
         store
-            .upsert_trace_info(TraceUpsert { info: t.info }, t.assessments)
+            .upsert_trace_info(TraceUpsert::new(t.info, store.codec()), t.assessments)
             .await
             .map_err(missing)?;
         return Ok(());

@@ -1283,7 +1283,7 @@ mod tests {
                             vec![]
                         };
                         store
-                            .upsert_trace_info(TraceUpsert { info: i }, inline)
+                            .upsert_trace_info(TraceUpsert::new(i, store.codec()), inline)
                             .await
                             .unwrap();
                         traces.push(tid);
@@ -1387,7 +1387,7 @@ mod tests {
             i.request_time_ms = t;
             i.tags.insert(tag_keys::SESSION.into(), "conv".into());
             store
-                .upsert_trace_info(TraceUpsert { info: i }, vec![])
+                .upsert_trace_info(TraceUpsert::new(i, store.codec()), vec![])
                 .await
                 .unwrap();
         }

@@ -52,10 +52,25 @@ fn run_hooks(
     Ok(())
 }
 
-/// Trace info sent by a client (MLflow StartTraceV3).
+/// Trace info sent by a client (MLflow StartTraceV3), with its previews
+/// already packed for storage (see `payload`): built by the caller, off the
+/// writer thread.
 #[derive(Debug, Clone)]
 pub struct TraceUpsert {
     pub info: TraceInfo,
+    request_preview: Option<Payload>,
+    response_preview: Option<Payload>,
+}
+
+impl TraceUpsert {
+    pub fn new(info: TraceInfo, codec: &Codec) -> TraceUpsert {
+        let pack = |p: &Option<String>| p.clone().map(|t| codec.pack(t));
+        TraceUpsert {
+            request_preview: pack(&info.request_preview),
+            response_preview: pack(&info.response_preview),
+            info,
+        }
+    }
 }
 
 /// A trace with its spans, root first then by start time.
@@ -773,14 +788,8 @@ pub fn token_usage_from_metadata(md: &BTreeMap<String, String>) -> Option<TokenU
 }
 
 /// Creates or completes a trace from client-sent info (StartTraceV3); spans
-/// that arrived first keep their row, which this fills in.
-pub fn upsert_trace_info(conn: &Connection, up: &TraceUpsert) -> Result<TraceInfo> {
-    let id = upsert_trace_info_row(conn, up)?;
-    load_trace_info(conn, id)
-}
-
-/// [`upsert_trace_info`] without reading the result back; returns the
-/// trace's internal row id (bulk loads, and callers that read once anyway).
+/// that arrived first keep their row, which this fills in. Returns the
+/// trace's internal row id.
 pub fn upsert_trace_info_row(conn: &Connection, up: &TraceUpsert) -> Result<i64> {
     let info = &up.info;
     experiment_exists(conn, info.experiment_id)?;
@@ -820,12 +829,7 @@ pub fn upsert_trace_info_row(conn: &Connection, up: &TraceUpsert) -> Result<i64>
                      info_finalized = 1, last_update = ?4
                  WHERE id = ?1",
             )?
-            .execute(params![
-                r.id,
-                info.request_preview,
-                info.response_preview,
-                now
-            ])?;
+            .execute(params![r.id, up.request_preview, up.response_preview, now])?;
             r.id
         }
         None => {
@@ -842,8 +846,8 @@ pub fn upsert_trace_info_row(conn: &Connection, up: &TraceUpsert) -> Result<i64>
                 info.request_time_ms,
                 info.execution_time_ms,
                 info.state.as_str(),
-                info.request_preview,
-                info.response_preview,
+                up.request_preview,
+                up.response_preview,
                 name,
                 now
             ])?;
@@ -1239,6 +1243,29 @@ mod tests {
         let want: String = question.chars().take(PREVIEW_MAX_CHARS).collect();
         assert_eq!(info.request_preview.as_deref(), Some(want.as_str()));
         assert_eq!(info.response_preview, Some(answer.to_string()));
+
+        // Previews a client sends (StartTraceV3) are packed too, short ones
+        // left as text.
+        let sent = TraceInfo {
+            trace_id: "tr-client".into(),
+            request_time_ms: 1,
+            state: TraceState::Ok,
+            request_preview: Some(want.clone()),
+            response_preview: Some("ok".into()),
+            ..TraceInfo::default()
+        };
+        let id = upsert_trace_info_row(&conn, &TraceUpsert::new(sent, &Codec::default())).unwrap();
+        let stored: (String, String) = conn
+            .query_row(
+                "SELECT typeof(request_preview), typeof(response_preview) FROM traces WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(stored, ("blob".to_string(), "text".to_string()));
+        let info = get_trace_info(&conn, "tr-client").unwrap();
+        assert_eq!(info.request_preview.as_deref(), Some(want.as_str()));
+        assert_eq!(info.response_preview.as_deref(), Some("ok"));
     }
 
     #[test]

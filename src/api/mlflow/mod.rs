@@ -362,7 +362,7 @@ async fn start_trace(
     }
     let stored = app
         .store
-        .upsert_trace_info(TraceUpsert { info }, assessments)
+        .upsert_trace_info(TraceUpsert::new(info, app.store.codec()), assessments)
         .await?;
     Ok(Json(
         json!({"trace": {"trace_info": dto::trace_info(&stored)}}),
