@@ -54,10 +54,11 @@ fn run_hooks(
 
 /// Trace info sent by a client (MLflow StartTraceV3), with its previews
 /// already packed for storage (see `payload`): built by the caller, off the
-/// writer thread.
+/// writer thread. Read-only once built, so the packed previews always match
+/// the info's.
 #[derive(Debug, Clone)]
 pub struct TraceUpsert {
-    pub info: TraceInfo,
+    info: TraceInfo,
     request_preview: Option<Payload>,
     response_preview: Option<Payload>,
 }
