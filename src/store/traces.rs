@@ -265,6 +265,25 @@ fn preview_of(v: &Value, json: Option<&String>) -> String {
     }
 }
 
+/// A value's payload packed for storage and, for a root span, its preview
+/// packed too — as the payload's own bytes when the preview is the whole
+/// JSON text (values up to [`PREVIEW_MAX_CHARS`]), compressed once.
+fn preview_and_payload(
+    codec: &Codec,
+    v: Option<&Value>,
+    json: Option<String>,
+    root: bool,
+) -> (Option<Payload>, Option<Payload>) {
+    let preview = v.filter(|_| root).map(|v| preview_of(v, json.as_ref()));
+    let whole = preview.is_some() && preview.as_ref() == json.as_ref();
+    let payload = json.map(|t| codec.pack(t));
+    let preview = match (preview, &payload) {
+        (Some(_), Some(p)) if whole => Some(p.clone()),
+        (p, _) => p.map(|p| codec.pack(p)),
+    };
+    (preview, payload)
+}
+
 /// What a root span says about its trace.
 #[derive(Debug, Clone)]
 struct RootFacts {
@@ -332,6 +351,14 @@ impl PreparedBatch {
             let attributes = attributes_text(&s.attributes, [inputs_attr, outputs_attr]);
             let inputs_attr = inputs_attr.map(str::to_string);
             let outputs_attr = outputs_attr.map(str::to_string);
+            let pack = |text: Option<String>| text.map(|t| codec.pack(t));
+            // A root span's previews are cut from the same text as its
+            // payloads: one that is the whole payload (a short JSON value)
+            // reuses the payload's compressed bytes.
+            let (request_preview, inputs) =
+                preview_and_payload(codec, s.inputs.as_ref(), inputs, s.is_root());
+            let (response_preview, outputs) =
+                preview_and_payload(codec, s.outputs.as_ref(), outputs, s.is_root());
             if s.is_root() {
                 t.root = Some(RootFacts {
                     name: s.name.clone(),
@@ -342,17 +369,10 @@ impl PreparedBatch {
                         _ if s.end_ns.is_some() => TraceState::Ok,
                         _ => TraceState::InProgress,
                     },
-                    request_preview: s
-                        .inputs
-                        .as_ref()
-                        .map(|v| codec.pack(preview_of(v, inputs.as_ref()))),
-                    response_preview: s
-                        .outputs
-                        .as_ref()
-                        .map(|v| codec.pack(preview_of(v, outputs.as_ref()))),
+                    request_preview,
+                    response_preview,
                 });
             }
-            let pack = |text: Option<String>| text.map(|t| codec.pack(t));
             text.push(searchable::span_fields(
                 &s.name,
                 s.inputs.as_ref(),
@@ -365,8 +385,8 @@ impl PreparedBatch {
                 span_id: s.span_id.0,
                 parent_span_id: s.parent_span_id.map(|p| p.0),
                 status_message: (!s.status_message.is_empty()).then_some(s.status_message),
-                inputs: pack(inputs),
-                outputs: pack(outputs),
+                inputs,
+                outputs,
                 attributes,
                 inputs_attr,
                 outputs_attr,
@@ -1239,6 +1259,17 @@ mod tests {
             )
             .unwrap();
         assert_eq!(stored, ("blob".to_string(), "blob".to_string()));
+        // The whole outputs are the response preview, stored as the same
+        // bytes; the question's preview is a cut, packed on its own.
+        let same: (bool, bool) = conn
+            .query_row(
+                "SELECT t.request_preview = s.inputs, t.response_preview = s.outputs
+                 FROM traces t JOIN spans s ON s.trace = t.id",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(same, (false, true));
         let id = TraceId::from_otel(OtelTraceId([9; 16])).into_string();
         let info = get_trace_info(&conn, &id).unwrap();
         let want: String = question.chars().take(PREVIEW_MAX_CHARS).collect();
