@@ -185,7 +185,24 @@ enum Ascii {
     Other,
 }
 
+/// [`class_of`] of every byte, looked up instead of matched: the word
+/// splitter classifies every byte of every payload it indexes.
+const CLASSES: [Ascii; 256] = {
+    let mut table = [Ascii::Other; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = class_of(b as u8);
+        b += 1;
+    }
+    table
+};
+
+#[inline]
 fn class(b: u8) -> Ascii {
+    CLASSES[b as usize]
+}
+
+const fn class_of(b: u8) -> Ascii {
     match b {
         b'a'..=b'z' | b'A'..=b'Z' => Ascii::Letter,
         b'0'..=b'9' => Ascii::Digit,
