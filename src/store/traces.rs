@@ -351,10 +351,6 @@ impl PreparedBatch {
             let attributes = attributes_text(&s.attributes, [inputs_attr, outputs_attr]);
             let inputs_attr = inputs_attr.map(str::to_string);
             let outputs_attr = outputs_attr.map(str::to_string);
-            let pack = |text: Option<String>| text.map(|t| codec.pack(t));
-            // A root span's previews are cut from the same text as its
-            // payloads: one that is the whole payload (a short JSON value)
-            // reuses the payload's compressed bytes.
             let (request_preview, inputs) =
                 preview_and_payload(codec, s.inputs.as_ref(), inputs, s.is_root());
             let (response_preview, outputs) =
@@ -390,7 +386,7 @@ impl PreparedBatch {
                 attributes,
                 inputs_attr,
                 outputs_attr,
-                events: pack(events_to_json(&s.events)),
+                events: events_to_json(&s.events).map(|t| codec.pack(t)),
                 name: s.name,
                 span_type: s.span_type,
                 kind: s.kind,
