@@ -589,12 +589,7 @@ fn insert_new_trace(
         st.insert_tag
             .execute(params![id, tag_keys::TRACE_NAME, r.name])?;
     }
-    for (k, v) in &t.hints.tags {
-        st.insert_tag.execute(params![id, k, v])?;
-    }
-    for (k, v) in &t.hints.metadata {
-        st.insert_metadata.execute(params![id, k, v])?;
-    }
+    insert_hints(st, id, &t.hints)?;
     if root.is_some() {
         out.completed_traces.push(id);
     }
@@ -647,7 +642,7 @@ fn merge_into_trace(
         recompute_tokens(conn, row.id)?;
     }
     if !t.hints.is_empty() {
-        apply_hints(conn, row.id, &t.hints)?;
+        apply_hints(conn, st, row.id, &t.hints)?;
     }
     st.insert_tag.execute(params![
         row.id,
@@ -741,20 +736,27 @@ fn recompute_tokens(conn: &Connection, trace: i64) -> Result<()> {
     Ok(())
 }
 
-/// Tags and metadata found on spans fill in what the trace does not have.
-fn apply_hints(conn: &Connection, trace: i64, hints: &TraceHints) -> Result<()> {
-    let mut tag = conn.prepare_cached(
-        "INSERT INTO trace_tags (trace, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-    )?;
+/// Tags and metadata the spans' conventions carried; keys the trace has
+/// already keep their values.
+fn insert_hints(st: &mut IngestStatements<'_>, trace: i64, hints: &TraceHints) -> Result<()> {
     for (k, v) in &hints.tags {
-        tag.execute(params![trace, k, v])?;
+        st.insert_tag.execute(params![trace, k, v])?;
     }
-    let mut md = conn.prepare_cached(
-        "INSERT INTO trace_metadata (trace, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-    )?;
     for (k, v) in &hints.metadata {
-        md.execute(params![trace, k, v])?;
+        st.insert_metadata.execute(params![trace, k, v])?;
     }
+    Ok(())
+}
+
+/// Tags and metadata found on spans fill in what the trace does not have,
+/// and the trace's session and user follow them.
+fn apply_hints(
+    conn: &Connection,
+    st: &mut IngestStatements<'_>,
+    trace: i64,
+    hints: &TraceHints,
+) -> Result<()> {
+    insert_hints(st, trace, hints)?;
     if hints.has_session_or_user() {
         refresh_session_user(conn, trace)?;
     }
