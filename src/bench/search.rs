@@ -470,6 +470,7 @@ impl Gen {
             events: Vec::new(),
             model: None,
             tokens: TokenUsage::default(),
+            sent: Default::default(),
         };
         let mut root = span(root_id, None, "chat_handler", "CHAIN");
         root.inputs =

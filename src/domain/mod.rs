@@ -18,7 +18,7 @@ pub use assessment::{
 };
 pub use ids::{IdError, OtelSpanId, OtelTraceId, TraceId};
 pub use scorer::{OnlineConfig, ScorerVersion};
-pub use span::{Span, SpanEvent, SpanStatusCode, TokenUsage};
+pub use span::{SentJson, Span, SpanEvent, SpanStatusCode, TokenUsage};
 pub use trace::{Experiment, TraceInfo, TraceState, metadata_keys, tag_keys};
 
 /// Spans of one upload with the trace-level hints found on them.

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::{OtelSpanId, OtelTraceId, Span, SpanEvent, SpanStatusCode, TokenUsage};
+use super::{OtelSpanId, OtelTraceId, SentJson, Span, SpanEvent, SpanStatusCode, TokenUsage};
 
 /// A span as decoded from the wire, before conventions are applied.
 #[derive(Debug, Clone)]
@@ -119,14 +119,28 @@ pub fn sanitize(mut v: Value) -> Value {
 
 /// [`sanitize`] without moving the value.
 pub fn sanitize_in_place(v: &mut Value) {
-    if let Value::String(s) = v {
-        let t = s.trim_start();
-        if (t.starts_with('"') || t.starts_with('{') || t.starts_with('['))
-            && let Ok(parsed @ (Value::String(_) | Value::Object(_) | Value::Array(_))) =
-                serde_json::from_str::<Value>(s)
-        {
-            *v = parsed;
+    sanitize_keeping_text(v);
+}
+
+/// [`sanitize_in_place`], returning the JSON text the value was parsed
+/// from (trimmed), if it was.
+fn sanitize_keeping_text(v: &mut Value) -> Option<String> {
+    let Value::String(s) = v else { return None };
+    let t = s.trim_start();
+    if !(t.starts_with('"') || t.starts_with('{') || t.starts_with('[')) {
+        return None;
+    }
+    match serde_json::from_str::<Value>(s) {
+        Ok(parsed @ (Value::String(_) | Value::Object(_) | Value::Array(_))) => {
+            let Value::String(mut text) = std::mem::replace(v, parsed) else {
+                return None;
+            };
+            if text.len() != text.trim().len() {
+                text = text.trim().to_string();
+            }
+            Some(text)
         }
+        _ => None,
     }
 }
 
@@ -928,7 +942,12 @@ pub fn normalize(raw: RawSpan) -> (Span, TraceHints) {
         Map::new()
     };
     let mut attrs = raw_attrs;
-    attrs.values_mut().for_each(sanitize_in_place);
+    let mut sent = SentJson::default();
+    for (k, v) in attrs.iter_mut() {
+        if let Some(text) = sanitize_keeping_text(v) {
+            sent.attributes.push((k.clone(), text));
+        }
+    }
     attrs.remove(keys::TRACE_REQUEST_ID);
 
     let mlflow_type = match attrs.remove(keys::SPAN_TYPE) {
@@ -944,18 +963,28 @@ pub fn normalize(raw: RawSpan) -> (Span, TraceHints) {
             .or(other)
             .unwrap_or_else(|| "UNKNOWN".to_string()),
     };
-    let inputs = attrs
-        .remove(keys::SPAN_INPUTS)
-        .or_else(|| derive_inputs(&attrs, &raw_copy, &events));
-    let outputs = attrs
-        .remove(keys::SPAN_OUTPUTS)
-        .or_else(|| derive_outputs(&attrs, &raw_copy, &events, &span_type));
+    let inputs = match attrs.remove(keys::SPAN_INPUTS) {
+        Some(v) => {
+            sent.inputs = sent.take_attribute(keys::SPAN_INPUTS);
+            Some(v)
+        }
+        None => derive_inputs(&attrs, &raw_copy, &events),
+    };
+    let outputs = match attrs.remove(keys::SPAN_OUTPUTS) {
+        Some(v) => {
+            sent.outputs = sent.take_attribute(keys::SPAN_OUTPUTS);
+            Some(v)
+        }
+        None => derive_outputs(&attrs, &raw_copy, &events, &span_type),
+    };
 
     let tokens = match attrs.get(keys::CHAT_TOKEN_USAGE) {
         Some(Value::Object(u)) => tokens_from_usage(u),
         _ => match derive_token_usage(&attrs) {
             Some(u) => {
                 let t = tokens_from_usage(&u);
+                // Replaces whatever unusable value was there, text and all.
+                sent.take_attribute(keys::CHAT_TOKEN_USAGE);
                 attrs.insert(keys::CHAT_TOKEN_USAGE.into(), Value::Object(u));
                 t
             }
@@ -997,6 +1026,7 @@ pub fn normalize(raw: RawSpan) -> (Span, TraceHints) {
         events,
         model,
         tokens,
+        sent,
     };
     (span, hints)
 }
@@ -1081,6 +1111,29 @@ mod tests {
         assert_eq!(sanitize(json!("true")), json!("true"));
         assert_eq!(sanitize(json!("plain")), json!("plain"));
         assert_eq!(sanitize(json!("{not json")), json!("{not json"));
+    }
+
+    #[test]
+    fn the_json_text_values_arrived_as_is_kept_unless_the_value_changes() {
+        let inputs = r#"{"query": "q",  "k": [1, 2]}"#;
+        let usage = r#"["not", "usage"]"#;
+        let (s, _) = normalize(raw(json!({
+            "mlflow.spanInputs": format!("  {inputs}\n"),
+            "mlflow.spanOutputs": "plain text",
+            "tool.args": "{\"city\": \"Paris\"}",
+            "mlflow.chat.tokenUsage": usage,
+            "gen_ai.usage.input_tokens": 3,
+        })));
+        // Trimmed, otherwise as sent.
+        assert_eq!(s.sent.inputs.as_deref(), Some(inputs));
+        assert_eq!(s.inputs, Some(json!({"query": "q", "k": [1, 2]})));
+        // Not JSON text: nothing to keep.
+        assert_eq!(s.sent.outputs, None);
+        assert_eq!(s.sent.attribute("tool.args"), Some(r#"{"city": "Paris"}"#));
+        assert_eq!(s.attributes["tool.args"], json!({"city": "Paris"}));
+        // Replaced by the usage the conventions derived: its text is gone.
+        assert_eq!(s.attributes["mlflow.chat.tokenUsage"]["input_tokens"], 3);
+        assert_eq!(s.sent.attribute("mlflow.chat.tokenUsage"), None);
     }
 
     #[test]

@@ -82,6 +82,39 @@ pub struct SpanEvent {
     pub attributes: Map<String, Value>,
 }
 
+/// The JSON text structured values of a span arrived as. OTLP senders,
+/// MLflow's SDK among them, send objects as JSON-encoded strings; the
+/// conventions parse them (see `semconv::sanitize`), and the store keeps
+/// this text instead of encoding the parsed value again: the same JSON,
+/// as sent, for a fifth of what encoding cost. Only an encoding shortcut,
+/// never meaning: empty for spans read back from the store, and whoever
+/// changes a value after parsing it must drop its text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SentJson {
+    /// Text `inputs` were parsed from, when they are that value unchanged.
+    pub inputs: Option<String>,
+    /// Text `outputs` were parsed from, when they are that value unchanged.
+    pub outputs: Option<String>,
+    /// `(key, text)` of each attribute parsed from JSON text.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl SentJson {
+    /// The text attribute `key` was parsed from.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, t)| t.as_str())
+    }
+    /// Takes the text of attribute `key` out (its value moved elsewhere or
+    /// changed).
+    pub fn take_attribute(&mut self, key: &str) -> Option<String> {
+        let i = self.attributes.iter().position(|(k, _)| k == key)?;
+        Some(self.attributes.swap_remove(i).1)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Span {
     pub trace_id: OtelTraceId,
@@ -106,6 +139,8 @@ pub struct Span {
     /// LLM model name if the convention carried one.
     pub model: Option<String>,
     pub tokens: TokenUsage,
+    /// JSON text some of the values above arrived as (ingestion only).
+    pub sent: SentJson,
 }
 
 impl Span {

@@ -208,6 +208,7 @@ pub(super) fn span_from_row(r: &Row<'_>, trace_id: OtelTraceId) -> Result<Span> 
             output: r.get(15)?,
             total: r.get(16)?,
         },
+        sent: Default::default(),
     })
 }
 

@@ -1226,6 +1226,7 @@ mod tests {
             events: vec![],
             model: None,
             tokens: TokenUsage::default(),
+            sent: Default::default(),
         };
         let llm = Span {
             span_id: OtelSpanId([2; 8]),

@@ -15,8 +15,8 @@ use super::{Result, Store, StoreError};
 use crate::domain::searchable::{self, FieldText};
 use crate::domain::semconv::TraceHints;
 use crate::domain::{
-    OtelTraceId, Span, SpanBatch, SpanStatusCode, TokenUsage, TraceId, TraceInfo, TraceState,
-    metadata_keys, now_ms, tag_keys,
+    OtelTraceId, SentJson, Span, SpanBatch, SpanStatusCode, TokenUsage, TraceId, TraceInfo,
+    TraceState, metadata_keys, now_ms, tag_keys,
 };
 
 /// MLflow truncates request/response previews to this many characters.
@@ -243,16 +243,29 @@ fn json_text(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-/// The attributes object as JSON text, without `skip` keys.
-fn attributes_text(attrs: &Map<String, Value>, skip: [Option<&str>; 2]) -> String {
-    use serde::ser::Serializer;
+/// The attributes object as JSON text, without `skip` keys; values that
+/// arrived as JSON text are written as that text.
+fn attributes_text(attrs: &Map<String, Value>, skip: [Option<&str>; 2], sent: &SentJson) -> String {
     let mut out = Vec::with_capacity(256);
-    let mut ser = serde_json::Serializer::new(&mut out);
+    out.push(b'{');
     let kept = attrs
         .iter()
         .filter(|(k, _)| !skip.contains(&Some(k.as_str())));
-    // Writing to a Vec cannot fail.
-    let _ = ser.collect_map(kept);
+    for (i, (k, v)) in kept.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, k);
+        out.push(b':');
+        match sent.attribute(k) {
+            Some(text) => out.extend_from_slice(text.as_bytes()),
+            None => {
+                let _ = serde_json::to_writer(&mut out, v);
+            }
+        }
+    }
+    out.push(b'}');
     String::from_utf8(out).unwrap_or_default()
 }
 
@@ -326,7 +339,7 @@ impl PreparedBatch {
         let mut traces: Vec<TraceRows> = Vec::new();
         let mut seen: HashSet<(usize, [u8; 8])> = HashSet::with_capacity(spans.len());
         let mut text = Vec::with_capacity(spans.len());
-        for s in spans {
+        for mut s in spans {
             let i = *index.entry(s.trace_id).or_insert_with(|| {
                 traces.push(TraceRows {
                     trace_id: TraceId::from_otel(s.trace_id).into_string(),
@@ -343,12 +356,29 @@ impl PreparedBatch {
             }
             let t = &mut traces[i];
             t.min_start_ms = t.min_start_ms.min(s.start_ns / 1_000_000);
-            let inputs = s.inputs.as_ref().map(json_text);
-            let outputs = s.outputs.as_ref().map(json_text);
             let inputs_attr = attr_holding(&s.attributes, s.inputs.as_ref());
             let outputs_attr =
                 attr_holding(&s.attributes, s.outputs.as_ref()).filter(|k| Some(*k) != inputs_attr);
-            let attributes = attributes_text(&s.attributes, [inputs_attr, outputs_attr]);
+            // JSON as sent where the value is what was sent (an attribute
+            // that holds it is not stored, so its text can move).
+            let sent = &mut s.sent;
+            let inputs_sent = sent
+                .inputs
+                .take()
+                .or_else(|| inputs_attr.and_then(|k| sent.take_attribute(k)));
+            let outputs_sent = sent
+                .outputs
+                .take()
+                .or_else(|| outputs_attr.and_then(|k| sent.take_attribute(k)));
+            let inputs = s
+                .inputs
+                .as_ref()
+                .map(|v| inputs_sent.unwrap_or_else(|| json_text(v)));
+            let outputs = s
+                .outputs
+                .as_ref()
+                .map(|v| outputs_sent.unwrap_or_else(|| json_text(v)));
+            let attributes = attributes_text(&s.attributes, [inputs_attr, outputs_attr], &s.sent);
             let inputs_attr = inputs_attr.map(str::to_string);
             let outputs_attr = outputs_attr.map(str::to_string);
             let (request_preview, inputs) =
@@ -1333,6 +1363,60 @@ mod tests {
         assert_eq!(s.attributes["input.value"], input);
         assert_eq!(s.attributes["output.value"], s.outputs.clone().unwrap());
         assert_eq!(s.attributes["other"], json!("x"));
+    }
+
+    #[test]
+    fn json_text_is_stored_as_sent_and_reads_back_as_the_same_values() {
+        let (_dir, conn) = open();
+        // Python's json.dumps puts spaces after separators; the store keeps
+        // the text as sent instead of re-encoding it compactly.
+        let inputs = r#"{"messages": [{"role": "user", "content": "caf\u00e9 ?"}]}"#;
+        let outputs = r#"{"answer": "soon",  "n": 1.50}"#;
+        let args = r#"{"city": "Paris", "days": [1, 2]}"#;
+        let batch = SpanBatch::from_raw([raw(
+            1,
+            None,
+            json!({
+                "mlflow.spanInputs": inputs,
+                "openinference.span.kind": "LLM",
+                "output.value": outputs,
+                "output.mime_type": "application/json",
+                "tool.args": args,
+                "n": 2,
+            }),
+        )]);
+        ingest_spans(&conn, &Codec::default(), 0, batch).unwrap();
+        let (i, o, a): (String, String, String) = conn
+            .query_row(
+                "SELECT tb_text(inputs), tb_text(outputs), attributes FROM spans",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(i, inputs);
+        assert_eq!(o, outputs);
+        assert!(a.contains(&format!(r#""tool.args":{args}"#)), "{a}");
+        let t = get_trace(
+            &conn,
+            &TraceId::from_otel(OtelTraceId([9; 16])).into_string(),
+        )
+        .unwrap();
+        let s = &t.spans[0];
+        assert_eq!(
+            s.inputs.as_ref(),
+            Some(&serde_json::from_str::<Value>(inputs).unwrap())
+        );
+        assert_eq!(s.outputs, Some(json!({"answer": "soon", "n": 1.5})));
+        assert_eq!(
+            s.attributes["output.value"],
+            json!({"answer": "soon", "n": 1.5})
+        );
+        assert_eq!(
+            s.attributes["tool.args"],
+            json!({"city": "Paris", "days": [1, 2]})
+        );
+        assert_eq!(s.attributes["n"], json!(2));
+        assert_eq!(t.info.request_preview.as_deref(), Some(inputs));
     }
 
     #[test]

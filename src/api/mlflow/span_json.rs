@@ -266,6 +266,7 @@ mod tests {
             },
             model: None,
             tokens: Default::default(),
+            sent: Default::default(),
         }
     }
 
