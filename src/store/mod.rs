@@ -147,6 +147,9 @@ pub struct TracesWritten {
     pub touched: Vec<i64>,
     /// Traces whose root span or client-sent info arrived in this job.
     pub completed: Vec<i64>,
+    /// Touched traces that had no row before this job: nothing refers to
+    /// them yet (no assessments, no derived rows), which hooks may rely on.
+    pub created: Vec<i64>,
 }
 
 /// Runs inside the ingestion transaction after traces are written, so that

@@ -33,6 +33,8 @@ pub struct IngestOutcome {
     pub completed_traces: Vec<i64>,
     /// Internal ids of every trace that got at least one new span.
     pub touched_traces: Vec<i64>,
+    /// The touched traces this job created (no row before it).
+    pub created_traces: Vec<i64>,
     /// Every new span: `(spans.id, traces.id, index into the prepared
     /// batch's searchable text)`, for the span follower.
     pub new_spans: Vec<(i64, i64, u32)>,
@@ -610,6 +612,7 @@ fn insert_new_trace(
         }
     }
     out.touched_traces.push(id);
+    out.created_traces.push(id);
     st.insert_tag.execute(params![
         id,
         tag_keys::SPANS_LOCATION,
@@ -1131,6 +1134,7 @@ impl Store {
             let written = super::TracesWritten {
                 touched: out.touched_traces.clone(),
                 completed: out.completed_traces.clone(),
+                created: out.created_traces.clone(),
             };
             run_hooks(c, &hooks, &written)?;
             Ok(out)
@@ -1170,6 +1174,7 @@ impl Store {
             let written = super::TracesWritten {
                 touched: vec![id],
                 completed: vec![id],
+                created: Vec::new(),
             };
             run_hooks(c, &hooks, &written)?;
             load_trace_info(c, id)
