@@ -214,41 +214,48 @@ const fn class_of(b: u8) -> Ascii {
     }
 }
 
-fn is_word(c: Ascii) -> bool {
-    matches!(c, Ascii::Letter | Ascii::Digit | Ascii::Underscore)
-}
+/// Bytes of [`Ascii::Letter`], [`Ascii::Digit`] and [`Ascii::Underscore`]:
+/// the test the splitter's inner loop makes on nearly every byte.
+const IS_WORD: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(
+            class_of(b as u8),
+            Ascii::Letter | Ascii::Digit | Ascii::Underscore
+        );
+        b += 1;
+    }
+    table
+};
 
 /// The next word at or after byte `from` of ASCII `text`, as byte offsets:
 /// exactly the UAX #29 word segments that contain a letter or digit, which
 /// is what `unicode_tokens` keeps (the tests check the two agree), at a
 /// fraction of the cost of the general segmenter.
 fn next_ascii_word(text: &[u8], from: usize) -> Option<(usize, usize)> {
+    let word = |i: usize| IS_WORD[text[i] as usize];
     let mut i = from;
     loop {
         // Skip to the start of a word segment.
-        while i < text.len() && !is_word(class(text[i])) {
+        while i < text.len() && !word(i) {
             i += 1;
         }
         if i >= text.len() {
             return None;
         }
         let start = i;
-        let mut alnum = class(text[i]) != Ascii::Underscore;
-        let mut prev = class(text[i]);
-        i += 1;
-        while i < text.len() {
-            let c = class(text[i]);
-            if is_word(c) {
-                alnum |= c != Ascii::Underscore;
-                prev = c;
+        loop {
+            while i < text.len() && word(i) {
                 i += 1;
-                continue;
             }
             // A single middle character between two letters (`:` `.` `'`)
             // or two digits (`,` `;` `.` `'`) keeps the word whole.
-            let next = text.get(i + 1).map_or(Ascii::Other, |&b| class(b));
+            if i + 1 >= text.len() {
+                break;
+            }
             let joins = matches!(
-                (prev, c, next),
+                (class(text[i - 1]), class(text[i]), class(text[i + 1])),
                 (
                     Ascii::Letter,
                     Ascii::MidLetter | Ascii::MidNumLet,
@@ -258,10 +265,11 @@ fn next_ascii_word(text: &[u8], from: usize) -> Option<(usize, usize)> {
             if !joins {
                 break;
             }
-            prev = next;
             i += 2;
         }
-        if alnum {
+        // Underscores alone are no word (a join needs a letter or digit
+        // before it, so only a segment that starts with `_` can be one).
+        if text[start] != b'_' || text[start..i].iter().any(|&b| b != b'_') {
             return Some((start, i));
         }
     }
