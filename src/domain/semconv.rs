@@ -113,16 +113,11 @@ pub mod keys {
 /// whose text parses to a JSON string, object or array is replaced by that
 /// value, exactly as MLflow's server does on storage.
 pub fn sanitize(mut v: Value) -> Value {
-    sanitize_in_place(&mut v);
+    sanitize_keeping_text(&mut v);
     v
 }
 
-/// [`sanitize`] without moving the value.
-pub fn sanitize_in_place(v: &mut Value) {
-    sanitize_keeping_text(v);
-}
-
-/// [`sanitize_in_place`], returning the JSON text the value was parsed
+/// [`sanitize`] in place, returning the JSON text the value was parsed
 /// from (trimmed), if it was.
 fn sanitize_keeping_text(v: &mut Value) -> Option<String> {
     let Value::String(s) = v else { return None };

@@ -85,10 +85,9 @@ pub struct SpanEvent {
 /// The JSON text structured values of a span arrived as. OTLP senders,
 /// MLflow's SDK among them, send objects as JSON-encoded strings; the
 /// conventions parse them (see `semconv::sanitize`), and the store keeps
-/// this text instead of encoding the parsed value again: the same JSON,
-/// as sent, for a fifth of what encoding cost. Only an encoding shortcut,
-/// never meaning: empty for spans read back from the store, and whoever
-/// changes a value after parsing it must drop its text.
+/// this text instead of encoding the parsed value again. Only an encoding
+/// shortcut, never meaning: empty for spans read back from the store, and
+/// whoever changes a value after parsing it must drop its text.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SentJson {
     /// Text `inputs` were parsed from, when they are that value unchanged.

@@ -244,9 +244,8 @@ pub fn is_session_level(a: &Assessment, session_id: &str) -> bool {
 }
 
 /// The contribution a trace should have now; `None` when it names neither a
-/// session nor a user, or no longer exists.
-/// What a trace adds to its session and user; `new`: the trace was created
-/// in this transaction, so no assessment can refer to it yet.
+/// session nor a user, or no longer exists. `new`: the trace was created in
+/// this transaction, so no assessment can refer to it yet.
 fn contribution(conn: &Connection, trace: i64, new: bool) -> Result<Option<Contribution>> {
     let row = conn
         .prepare_cached(

@@ -245,6 +245,22 @@ fn json_text(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// The JSON text to store for a span's inputs or outputs `v`: the text it
+/// arrived as — its own (`own`), or that of the attribute `attr` holding
+/// it, which is not stored so its text can move — else `v` encoded.
+fn stored_json(
+    v: Option<&Value>,
+    own: Option<String>,
+    attr: Option<&str>,
+    sent: &mut SentJson,
+) -> Option<String> {
+    let v = v?;
+    Some(
+        own.or_else(|| attr.and_then(|k| sent.take_attribute(k)))
+            .unwrap_or_else(|| json_text(v)),
+    )
+}
+
 /// The attributes object as JSON text, without `skip` keys; values that
 /// arrived as JSON text are written as that text.
 fn attributes_text(attrs: &Map<String, Value>, skip: [Option<&str>; 2], sent: &SentJson) -> String {
@@ -361,25 +377,18 @@ impl PreparedBatch {
             let inputs_attr = attr_holding(&s.attributes, s.inputs.as_ref());
             let outputs_attr =
                 attr_holding(&s.attributes, s.outputs.as_ref()).filter(|k| Some(*k) != inputs_attr);
-            // JSON as sent where the value is what was sent (an attribute
-            // that holds it is not stored, so its text can move).
-            let sent = &mut s.sent;
-            let inputs_sent = sent
-                .inputs
-                .take()
-                .or_else(|| inputs_attr.and_then(|k| sent.take_attribute(k)));
-            let outputs_sent = sent
-                .outputs
-                .take()
-                .or_else(|| outputs_attr.and_then(|k| sent.take_attribute(k)));
-            let inputs = s
-                .inputs
-                .as_ref()
-                .map(|v| inputs_sent.unwrap_or_else(|| json_text(v)));
-            let outputs = s
-                .outputs
-                .as_ref()
-                .map(|v| outputs_sent.unwrap_or_else(|| json_text(v)));
+            let inputs = stored_json(
+                s.inputs.as_ref(),
+                s.sent.inputs.take(),
+                inputs_attr,
+                &mut s.sent,
+            );
+            let outputs = stored_json(
+                s.outputs.as_ref(),
+                s.sent.outputs.take(),
+                outputs_attr,
+                &mut s.sent,
+            );
             let attributes = attributes_text(&s.attributes, [inputs_attr, outputs_attr], &s.sent);
             let inputs_attr = inputs_attr.map(str::to_string);
             let outputs_attr = outputs_attr.map(str::to_string);
