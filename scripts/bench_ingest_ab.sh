@@ -33,8 +33,14 @@ for ((i = 1; i <= pairs; i++)); do
         bin=$a
         [[ $side == B ]] && bin=$b
         dir=$(mktemp -d "${TMPDIR:-/tmp}/tracebox-ab.XXXXXX")
-        line=$("$bin" bench ingest --spans "$spans" --data "$dir" --json "${extra[@]}" 2>/dev/null | tail -n 1)
-        rm -rf "$dir"
+        line=$("$bin" bench ingest --spans "$spans" --data "$dir" --json "${extra[@]}" 2>"$dir.err" | tail -n 1) || true
+        if [[ $line != "{"* ]]; then
+            echo "$bin bench ingest failed:" >&2
+            tail -n 5 "$dir.err" >&2
+            rm -rf "$dir" "$dir.err"
+            exit 1
+        fi
+        rm -rf "$dir" "$dir.err"
         echo "$side $line" >>"$results"
         python3 - "$side" "$line" "$i" <<'EOF'
 import json, sys
