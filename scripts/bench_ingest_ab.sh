@@ -14,7 +14,8 @@
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    # The header comment above is the usage.
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     exit 2
 fi
 a=$1 b=$2
@@ -57,16 +58,15 @@ runs = {"A": [], "B": []}
 for line in open(sys.argv[1]):
     side, rest = line.split(" ", 1)
     runs[side].append(json.loads(rest))
+means = {}
 for side, name in (("A", sys.argv[2]), ("B", sys.argv[3])):
     rs = runs[side]
     rate = [r["spans_per_s"] for r in rs]
     cpu = [r["server_cpu_us_per_span"] for r in rs]
-    print(f"{side} ({name}): {len(rs)} runs, spans/s mean {statistics.mean(rate):,.0f} "
+    means[side] = (statistics.mean(rate), statistics.mean(cpu))
+    print(f"{side} ({name}): {len(rs)} runs, spans/s mean {means[side][0]:,.0f} "
           f"(min {min(rate):,.0f}, max {max(rate):,.0f}), server CPU per span mean "
-          f"{statistics.mean(cpu):.1f} us")
-ra = statistics.mean(r["spans_per_s"] for r in runs["A"])
-rb = statistics.mean(r["spans_per_s"] for r in runs["B"])
-ca = statistics.mean(r["server_cpu_us_per_span"] for r in runs["A"])
-cb = statistics.mean(r["server_cpu_us_per_span"] for r in runs["B"])
+          f"{means[side][1]:.1f} us")
+(ra, ca), (rb, cb) = means["A"], means["B"]
 print(f"B vs A: spans/s {100 * (rb / ra - 1):+.1f}%, CPU per span {100 * (cb / ca - 1):+.1f}%")
 EOF
