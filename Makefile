@@ -6,7 +6,7 @@ VENV_TRACING := .venv-tracing
 VENV_MLFLOW := .venv-mlflow
 DEBUG_BIN := target/debug/tracebox
 
-.PHONY: run build test test-rust test-e2e test-e2e-mlflow venvs lint fmt bench bench-compare bench-ingest clean help
+.PHONY: run build test test-rust test-e2e test-e2e-mlflow venvs lint fmt bench bench-compare bench-ingest bench-floor clean help
 
 help:
 	@echo "make run            build (release) and serve on ./tracebox-data at http://127.0.0.1:5000"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench          1M-trace search benchmark (tracebox bench search)"
 	@echo "make bench-compare  side-by-side benchmark against a real MLflow server"
 	@echo "make bench-ingest   OTLP ingestion throughput (tracebox bench ingest)"
+	@echo "make bench-floor    least CPU per span SQLite + tantivy ingestion can cost here"
 
 run:
 	$(CARGO) run --release -- serve
@@ -57,6 +58,12 @@ test-e2e-mlflow: $(VENV_MLFLOW)/.installed
 bench-ingest:
 	$(CARGO) build --release
 	target/release/tracebox bench ingest $(ARGS)
+
+# The floor under bench-ingest: decoding, a bare SQLite row per span and
+# full-text indexing, each timed alone on the same requests (ARGS as above).
+bench-floor:
+	$(CARGO) build --release
+	target/release/tracebox bench floor $(ARGS)
 
 # Search benchmark: generates BENCH_TRACES traces once into BENCH_DIR (reused
 # by later runs), then times filters, ordering, paging and full-text search.

@@ -77,6 +77,33 @@ pub enum BenchCommand {
     Ingest(BenchIngestArgs),
     /// Trace search: filters, ordering, paging and full-text at scale.
     Search(SearchBenchArgs),
+    /// The least CPU per span OTLP ingestion into SQLite and tantivy can
+    /// cost here: decoding, a bare row per span, full-text indexing, each
+    /// timed alone on `bench ingest`'s requests.
+    Floor(BenchFloorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFloorArgs {
+    /// Data directory for the scratch database and index (must not exist;
+    /// default: a fresh temporary directory, removed afterwards).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Spans to process (rounded up to whole batches).
+    #[arg(long, default_value_t = 200_000)]
+    pub spans: usize,
+    /// Spans per OTLP request (and per SQLite transaction).
+    #[arg(long, default_value_t = 512)]
+    pub batch: usize,
+    /// Average bytes of inputs + outputs per span.
+    #[arg(long, default_value_t = 1024)]
+    pub payload_bytes: usize,
+    /// Throughput goal (spans/s) to compare the floor with.
+    #[arg(long, default_value_t = 50_000)]
+    pub goal: u64,
+    /// Print the result as one JSON object too.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

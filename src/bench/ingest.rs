@@ -98,7 +98,7 @@ fn i(key: &str, v: i64) -> KeyValue {
 
 /// A reusable pool of realistic attribute sets; traces pick from it so the
 /// senders spend their time sending, not generating text.
-struct Templates {
+pub(super) struct Templates {
     roots: Vec<Vec<KeyValue>>,
     retrievers: Vec<Vec<KeyValue>>,
     chats: Vec<Vec<KeyValue>>,
@@ -106,7 +106,7 @@ struct Templates {
 }
 
 impl Templates {
-    fn new(payload: usize, seed: u64) -> Templates {
+    pub(super) fn new(payload: usize, seed: u64) -> Templates {
         let mut rng = fastrand::Rng::with_seed(seed);
         let n = 64;
         // Payload split: the chat span carries the most (messages), as in
@@ -194,7 +194,7 @@ impl Templates {
 /// built: a batch exporter sends the spans that ended since its last export
 /// (every 5 s at most by default), so stored start times trail the clock by
 /// seconds.
-fn build_request(
+pub(super) fn build_request(
     t: &Templates,
     rng: &mut fastrand::Rng,
     batch: usize,

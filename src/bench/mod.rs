@@ -5,6 +5,7 @@
 //!
 //! Benchmarks measure; tests never assert timings.
 
+pub mod floor;
 pub mod ingest;
 pub mod search;
 
@@ -14,6 +15,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Ingest(a) => ingest::run(a),
         BenchCommand::Search(a) => search::run(a),
+        BenchCommand::Floor(a) => floor::run(a),
     }
 }
 

@@ -392,10 +392,19 @@ impl SearchIndex {
     /// [`SearchIndex::commit`]. The same documents [`SearchIndex::add_spans`]
     /// makes of those spans read back. Returns how many it added.
     pub fn add_committed(&self, spans: &CommittedSpans, after: i64) -> Result<usize> {
+        self.add_fields(spans.iter().filter(|s| s.0 > after))
+    }
+
+    /// Adds one document per `(spans.id, traces.id, searchable fields)`
+    /// (not visible until [`SearchIndex::commit`]). Returns how many.
+    pub fn add_fields<'a>(
+        &self,
+        spans: impl IntoIterator<Item = (i64, i64, &'a [FieldText])>,
+    ) -> Result<usize> {
         let guard = self.inner.writer.lock();
         let w = guard.as_ref().ok_or(IndexError::NoWriter)?;
         let mut added = 0;
-        for (id, trace, fields) in spans.iter().filter(|s| s.0 > after) {
+        for (id, trace, fields) in spans {
             w.add_document(self.span_doc(id, trace, fields))?;
             added += 1;
         }
