@@ -275,9 +275,10 @@ fn store_rows(path: &Path, requests: &[ExportTraceServiceRequest]) -> anyhow::Re
                 .flat_map(|r| &r.scope_spans)
                 .flat_map(|s| &s.spans);
             for s in spans {
+                // Length-delimited, so the attributes can be read back.
                 data.clear();
                 for kv in &s.attributes {
-                    kv.encode(&mut data)?;
+                    kv.encode_length_delimited(&mut data)?;
                 }
                 insert.execute(rusqlite::params![
                     s.trace_id,
@@ -299,6 +300,7 @@ fn store_rows(path: &Path, requests: &[ExportTraceServiceRequest]) -> anyhow::Re
 fn index_text(index: &SearchIndex, fields: &[Vec<FieldText>]) -> anyhow::Result<()> {
     for (n, chunk) in fields.chunks(INDEX_COMMIT_DOCS).enumerate() {
         let first = (n * INDEX_COMMIT_DOCS) as i64 + 1;
+        // Span ids from 1 in order; the generator's traces have 4 spans.
         index.add_fields(
             chunk
                 .iter()
@@ -341,6 +343,22 @@ mod tests {
             )
             .unwrap();
         assert_eq!(per_trace, 4);
+        // Each row's data is its span's attributes, readable back.
+        let data: Vec<u8> = conn
+            .query_row("SELECT data FROM spans WHERE id = 1", [], |r| r.get(0))
+            .unwrap();
+        let mut buf = data.as_slice();
+        let mut keys = Vec::new();
+        while !buf.is_empty() {
+            let kv =
+                opentelemetry_proto::tonic::common::v1::KeyValue::decode_length_delimited(&mut buf)
+                    .unwrap();
+            keys.push(kv.key);
+        }
+        assert!(
+            keys.contains(&"openinference.span.kind".to_string()),
+            "{keys:?}"
+        );
         let plan: String = conn
             .query_row(
                 "EXPLAIN QUERY PLAN SELECT * FROM spans WHERE trace_id = x'00'",
