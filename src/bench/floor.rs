@@ -34,6 +34,7 @@ use crate::api::otlp::{self, Encoding};
 use crate::cli::BenchFloorArgs;
 use crate::domain::{searchable, semconv};
 use crate::index::{FieldText, SearchIndex};
+use crate::store::{self, StoreOptions};
 
 /// Documents per tantivy commit: about one second of the server's
 /// indexer at 50,000 spans/s (it commits at most once a second).
@@ -152,13 +153,7 @@ fn data_dir(given: Option<&Path>) -> anyhow::Result<std::path::PathBuf> {
             anyhow::ensure!(!d.exists(), "{} already exists", d.display());
             d.to_path_buf()
         }
-        None => std::env::temp_dir().join(format!(
-            "tracebox-bench-floor-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .subsec_nanos()
-        )),
+        None => super::scratch_dir("floor")?,
     };
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
@@ -242,13 +237,12 @@ fn searchable_fields(req: &ExportTraceServiceRequest) -> Vec<Vec<FieldText>> {
 /// The least a durable span store does: a row per span, the trace-id
 /// index, a transaction per request.
 fn store_rows(path: &Path, requests: &[ExportTraceServiceRequest]) -> anyhow::Result<()> {
-    let mut conn = rusqlite::Connection::open(path)?;
+    // The store's own connection settings and page size; not its
+    // auto-vacuum, which is a choice, not a necessity.
+    let mut conn = store::open_connection(path, &StoreOptions::default())?;
+    conn.pragma_update(None, "page_size", store::PAGE_SIZE)?;
     conn.execute_batch(
-        "PRAGMA page_size = 8192;
-         PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
-         PRAGMA cache_size = -16000;
-         PRAGMA journal_size_limit = 268435456;
+        "PRAGMA journal_mode = WAL;
          CREATE TABLE spans (
              id        INTEGER PRIMARY KEY,
              trace_id  BLOB NOT NULL,

@@ -450,16 +450,7 @@ async fn index_catch_up(
 fn run_in_process(args: &BenchIngestArgs) -> anyhow::Result<()> {
     let (dir, temp) = match &args.data {
         Some(d) => (d.clone(), false),
-        None => {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .subsec_nanos();
-            let d = std::env::temp_dir().join(format!(
-                "tracebox-bench-ingest-{}-{nanos}",
-                std::process::id()
-            ));
-            (d, true)
-        }
+        None => (super::scratch_dir("ingest")?, true),
     };
     let result = (|| {
         let rt = tokio::runtime::Builder::new_multi_thread()

@@ -19,6 +19,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
+/// A fresh path under the system's temporary directory for benchmark
+/// `kind`'s scratch data (not created; the caller removes it afterwards).
+pub fn scratch_dir(kind: &str) -> anyhow::Result<std::path::PathBuf> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .subsec_nanos();
+    Ok(std::env::temp_dir().join(format!(
+        "tracebox-bench-{kind}-{}-{nanos}",
+        std::process::id()
+    )))
+}
+
 /// CPU time (user, system) in seconds, of the process or the calling thread.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuTime {

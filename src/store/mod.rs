@@ -101,7 +101,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Page size of new databases.
-const PAGE_SIZE: i64 = 8192;
+pub(crate) const PAGE_SIZE: i64 = 8192;
 
 /// The WAL size SQLite keeps when it restarts the WAL (`journal_size_limit`):
 /// twice the size at which the writer restarts it (`writer`'s
